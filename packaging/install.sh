@@ -1,0 +1,56 @@
+#!/bin/sh
+# Install urunc under $PREFIX: the package (plus pyroute2) in lib/urunc/python, entry points
+# started by a real interpreter with -I -S (no site scan: ~5 ms less on every call), the shim
+# wrapper, and the guest-side files (the Linux guest's init and modules).
+set -eu
+PYTHON=${PYTHON:-/usr/bin/python3}
+PREFIX=${PREFIX:-/usr/local}
+VENV=${VENV:-.venv}
+BUILD=${BUILD:-build}
+LIB=$PREFIX/lib/urunc
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+interp=$($PYTHON -c 'import os, sys; print(os.path.realpath(sys.executable))')
+"$interp" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' || {
+  echo "urunc needs Python 3.11 or newer; $interp is older" >&2; exit 1; }
+
+mkdir -p "$LIB" "$PREFIX/bin" "$LIB/shim-bin" "$LIB/guest"
+staging=$(mktemp -d "$LIB/.python.XXXXXX")
+trap 'rm -rf "$staging"' EXIT
+cp -r "$here/src/urunc" "$staging/urunc"
+find "$staging" -name __pycache__ -prune -exec rm -rf {} +
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --target "$staging" \
+  "$(grep '^pyroute2==' "$here/requirements-dev.txt")"
+"$interp" -I -S -m compileall -q "$staging" >/dev/null
+rm -rf "$LIB/python.old"
+[ -d "$LIB/python" ] && mv "$LIB/python" "$LIB/python.old"
+mv "$staging" "$LIB/python"
+rm -rf "$LIB/python.old"
+trap - EXIT
+
+entry() {  # entry NAME MODULE FUNCTION
+  tmp="$PREFIX/bin/.$1.tmp"
+  cat > "$tmp" <<PY
+#!$interp -IS
+import sys
+sys.path.insert(0, "$LIB/python")
+from $2 import $3
+raise SystemExit($3())
+PY
+  chmod 755 "$tmp"
+  mv "$tmp" "$PREFIX/bin/$1"
+}
+entry urunc urunc.cli main
+entry urunc-build urunc.image.cli main
+
+install -m 755 "$here/packaging/containerd-shim-urunc-v2" "$PREFIX/bin/containerd-shim-urunc-v2"
+ln -sfn "$PREFIX/bin/urunc" "$LIB/shim-bin/runc"
+
+for f in urunc-init; do
+  [ -f "$BUILD/linux/$f" ] && install -m 755 "$BUILD/linux/$f" "$LIB/guest/$f"
+done
+if [ -d "$BUILD/linux/modules" ]; then
+  rm -rf "$LIB/guest/modules"
+  cp -r "$BUILD/linux/modules" "$LIB/guest/modules"
+fi
+echo "installed urunc in $PREFIX (interpreter $interp)"

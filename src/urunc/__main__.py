@@ -1,0 +1,3 @@
+from urunc.cli import main
+
+raise SystemExit(main())

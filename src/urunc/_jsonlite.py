@@ -1,0 +1,110 @@
+"""JSON without importing :mod:`json`.
+
+``import json`` pulls in :mod:`re` and costs about 9 ms here, on every
+runtime call. The C scanner and string encoder behind :mod:`json` live in the
+built-in ``_json`` module, which imports nothing, so the hot commands
+(state, start, kill, delete) use them directly.
+"""
+
+from __future__ import annotations
+
+import _json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_WS = " \t\r\n"
+
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict[str, str] = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> Any:
+        raise ValueError(f"invalid constant {name}")
+
+
+_scan = _json.make_scanner(_ScanContext())
+_quote = _json.encode_basestring_ascii
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse one JSON document; raise ValueError naming the position on failure."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    n = len(text)
+    i = 0
+    while i < n and text[i] in _WS:
+        i += 1
+    try:
+        value, end = _scan(text, i)
+    except StopIteration as exc:
+        raise ValueError(f"expecting a value at char {exc.value}") from None
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    while end < n and text[end] in _WS:
+        end += 1
+    if end != n:
+        raise ValueError(f"extra data at char {end}")
+    return value
+
+
+def dumps(value: Any, indent: int | None = None) -> str:
+    """Serialise plain data (dict, list, tuple, str, int, float, bool, None)."""
+    out: list[str] = []
+    _dump(value, out, indent, 0)
+    return "".join(out)
+
+
+def _dump(value: Any, out: list[str], indent: int | None, level: int) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_quote(value))
+    elif isinstance(value, (int, float)):
+        out.append(repr(value) if isinstance(value, float) else str(int(value)))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        out.append("{")
+        first = True
+        for key in value:
+            if not first:
+                out.append(",")
+            first = False
+            _newline(out, indent, level + 1)
+            out.append(_quote(str(key)))
+            out.append(": " if indent is not None else ":")
+            _dump(value[key], out, indent, level + 1)
+        _newline(out, indent, level)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _newline(out, indent, level + 1)
+            _dump(item, out, indent, level + 1)
+        _newline(out, indent, level)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot serialise {type(value).__name__} to json")
+
+
+def _newline(out: list[str], indent: int | None, level: int) -> None:
+    if indent is not None:
+        out.append("\n" + " " * (indent * level))

@@ -1,0 +1,62 @@
+"""What the thin command modules share: the container ID, and handing a container to runc."""
+
+from __future__ import annotations
+
+import os
+
+from urunc import _errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from urunc.cli import Args, Context
+    from urunc.oci.store import Container
+
+_RUNC_CANDIDATES = ("/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc")
+SHIM_BIN = "/usr/local/lib/urunc/shim-bin"
+
+
+def container_id(args: Args, command: str) -> str:
+    if len(args.positional) < 1:
+        raise _errors.UsageError(f"{command} needs a container id")
+    return args.positional[0]
+
+
+def find_runc() -> str:
+    """The real runc: $URUNC_RUNC, a standard path, or PATH minus urunc's own stand-in."""
+    explicit = os.environ.get("URUNC_RUNC")
+    if explicit:
+        return explicit
+    me = os.path.realpath(os.environ.get("URUNC_SELF", "/usr/local/bin/urunc"))
+    candidates = list(_RUNC_CANDIDATES)
+    for directory in os.environ.get("PATH", "").split(":"):
+        if directory and directory.rstrip("/") != SHIM_BIN:
+            candidates.append(os.path.join(directory, "runc"))
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK) and os.path.realpath(candidate) != me:
+            return candidate
+    raise _errors.HostError("runc not found: ordinary containers are handed to runc",
+                            hint="install runc or set URUNC_RUNC")
+
+
+def delegate(ctx: Context) -> NoReturn:
+    """Replace this process with runc, same argv: an ordinary container is runc's."""
+    runc = find_runc()
+    try:
+        os.execv(runc, ["runc", *ctx.argv])
+    except OSError as exc:
+        raise _errors.HostError(f"cannot run {runc}: {exc.strerror}") from None
+
+
+def ours_or_delegate(ctx: Context, args: Args, command: str) -> Container:
+    """The urunc container named on the command line; runc's containers go to runc."""
+    from urunc.oci.store import Container
+
+    container = Container(ctx.root, container_id(args, command))
+    kind = container.kind()
+    if kind == "runc":
+        delegate(ctx)
+    if kind == "missing":
+        raise _errors.NotFound(container.id)
+    return container

@@ -1,0 +1,58 @@
+"""One module per guest type; each declares what it can use and speaks its own command line.
+
+A guest knows its command-line dialect, the monitors it runs on, the storage
+it takes, and (for QEMU) the machine it boots on. The support matrix is
+derived from these declarations, never written out by hand.
+"""
+
+from __future__ import annotations
+
+from urunc import _errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urunc.unikernel.net import NetInfo
+    from urunc.unikernel.plan import Plan
+
+_MODULES = {
+    "unikraft": "urunc.guests.unikraft",
+    "linux": "urunc.guests.linux",
+}
+ALIASES: dict[str, str] = {}
+
+
+class Guest:
+    name = ""
+    monitors: frozenset[str] = frozenset()
+    default_monitor = "qemu"
+    storage: frozenset[str] = frozenset()   # "initrd", "block", "sharedfs"
+    network = True
+    default_memory_mib = 64
+    qemu_machine = "pc"
+    qemu_devices: tuple[str, ...] = ()
+
+    def prepare(self, plan: Plan) -> Plan:
+        """Create-time work (files in the state dir); returns the Plan, possibly extended."""
+        return plan
+
+    def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
+        """The kernel command line, one string (QEMU -append, Firecracker boot_args)."""
+        raise NotImplementedError
+
+    def tender_args(self, plan: Plan, net: NetInfo | None) -> list[str]:
+        """Arguments after the kernel path, each its own argv element (Solo5 tenders)."""
+        raise NotImplementedError
+
+
+def names() -> list[str]:
+    return sorted(set(_MODULES) | set(ALIASES))
+
+
+def get(name: str) -> Guest:
+    key = ALIASES.get(name, name)
+    module_name = _MODULES.get(key)
+    if module_name is None:
+        raise _errors.PlanError(f"unknown guest type {name!r}", hint=f"known: {', '.join(names())}")
+    module = __import__(module_name, fromlist=["GUEST"])
+    guest: Guest = module.GUEST
+    return guest

@@ -1,0 +1,74 @@
+"""Unikraft: kernel parameters, ``--``, then the application's arguments.
+
+Two dialects, chosen by ``unikernelVersion``: from 0.16.1 on (and when no
+version is given) ``netdev.ip=CIDR:GW:DNS`` and ``env.vars=[ ... ]``; before,
+``netdev.ipv4_addr=`` / ``netdev.ipv4_gw_addr=`` / ``netdev.ipv4_subnet_mask=``
+and ``vfs.rootfs=initrd``. Unikraft splits its command line on blanks but keeps
+a double-quoted string (with ``\\"`` and ``\\\\`` escapes) as one argument.
+"""
+
+from __future__ import annotations
+
+from urunc.guests import Guest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urunc.unikernel.net import NetInfo
+    from urunc.unikernel.plan import Plan
+
+NEW_DIALECT = (0, 16, 1)
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,:/@%^[]{}")
+
+
+def quote(token: str) -> str:
+    """One Unikraft command-line token, quoted when it holds anything but safe characters."""
+    if token and set(token) <= _SAFE:
+        return token
+    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def version_tuple(text: str) -> tuple[int, ...] | None:
+    text = text.strip().lstrip("vV")
+    if not text:
+        return None
+    parts = []
+    for piece in text.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+class Unikraft(Guest):
+    name = "unikraft"
+    monitors = frozenset({"qemu", "firecracker"})
+    storage = frozenset({"initrd"})
+    default_memory_mib = 64
+    qemu_machine = "pc"
+
+    def new_dialect(self, plan: Plan) -> bool:
+        version = version_tuple(plan.version)
+        return version is None or version >= NEW_DIALECT
+
+    def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
+        params: list[str] = []
+        new = self.new_dialect(plan)
+        if net is not None:
+            if new:
+                dns = f":{net.dns}" if net.dns else ""
+                params.append(f"netdev.ip={net.cidr}:{net.gateway}{dns}")
+            else:
+                params += [f"netdev.ipv4_addr={net.ip}", f"netdev.ipv4_gw_addr={net.gateway}",
+                           f"netdev.ipv4_subnet_mask={net.mask}"]
+        if plan.initrd:
+            params.append('vfs.fstab=[ "initrd0:/:extract:::" ]' if new else "vfs.rootfs=initrd")
+        if plan.env and new:
+            params.append("env.vars=[ " + " ".join(quote(e) for e in plan.env) + " ]")
+        words = params + ["--"] + [quote(a) for a in plan.args] if plan.args else params
+        return " ".join(words)
+
+
+GUEST = Unikraft()

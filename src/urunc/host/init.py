@@ -1,0 +1,180 @@
+"""The container's init: forked at ``create``, waits for ``start``, then becomes the monitor.
+
+    create ──fork──▶ init: new session, console, namespaces (join by path or create)
+       │               (a new PID namespace needs one more fork: the child is its PID 1)
+       ◀── "pid N" ─── reports the PID containerd must hold, then blocks opening exec.fifo
+    start ──opens exec.fifo──▶ init: network, user, fds … execve(monitor argv)
+
+exec.fifo is the start barrier and the error channel at once: the init keeps
+its write end open (close-on-exec) until ``execve``. ``start`` reading EOF
+means the monitor replaced the init; bytes read are the init's error message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from urunc import _errors
+from urunc.oci import spec as _spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urunc.unikernel.plan import Plan
+
+TIOCSCTTY = 0x540E
+MONITOR_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+# Joining order: user first (it governs the others), mount last (paths resolve before it).
+_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
+
+
+def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None) -> int:
+    """Fork the init and return its host PID once it is in its namespaces."""
+    ns_fds = []
+    for kind in _JOIN_ORDER:
+        for ns_kind, path in namespaces:
+            if ns_kind == kind and path:
+                try:
+                    ns_fds.append((kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+                except OSError as exc:
+                    raise _errors.HostError(f"cannot open {kind} namespace {path}: {exc.strerror}") from None
+    new_flags = 0
+    for kind, path in namespaces:
+        if not path and kind != "user":
+            new_flags |= _spec.NAMESPACE_FLAGS[kind]
+    if any(kind == "user" and not path for kind, path in namespaces):
+        raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
+    console = _console_pty(console_socket) if console_socket else None
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(report_r)
+            _child(plan, ns_fds, new_flags, fifo, console, report_w)
+        except BaseException as exc:  # noqa: BLE001 - a forked child must never return
+            _report(report_w, f"error {exc}")
+        finally:
+            os._exit(code)
+    os.close(report_w)
+    for _, fd in ns_fds:
+        os.close(fd)
+    if console is not None:
+        os.close(console)
+    chunks = []
+    while True:
+        chunk = os.read(report_r, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(report_r)
+    message = b"".join(chunks).decode(errors="replace")
+    if new_flags & _spec.NAMESPACE_FLAGS["pid"]:
+        os.waitpid(pid, 0)  # the intermediate child, which exits once PID 1 exists
+    if message.startswith("pid "):
+        return int(message[4:])
+    if not new_flags & _spec.NAMESPACE_FLAGS["pid"]:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    raise _errors.HostError(message[6:] if message.startswith("error ") else "container init died")
+
+
+def _report(fd: int, message: str) -> None:
+    try:
+        os.write(fd, message.encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _console_pty(socket_path: str) -> int:
+    """Open a pty, send its master over the console socket, return the slave."""
+    import socket
+
+    master, slave = os.openpty()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(socket_path)
+            socket.send_fds(sock, [b"/dev/ptmx"], [master])
+    except OSError as exc:
+        os.close(slave)
+        raise _errors.HostError(f"cannot send console to {socket_path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(master)
+    return slave
+
+
+def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
+           console: int | None, report_w: int) -> None:
+    from urunc.host import syscalls
+
+    # Drop everything inherited but what the init needs (the state-dir lock above all:
+    # holding it would block `start`).
+    keep = sorted({0, 1, 2, report_w, *(fd for _, fd in ns_fds), *([console] if console is not None else [])})
+    low = 3
+    for fd in keep:
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+    os.setsid()
+    if console is not None:
+        import fcntl
+
+        fcntl.ioctl(console, TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            os.dup2(console, fd)
+        if console > 2:
+            os.close(console)
+    for kind, fd in ns_fds:
+        syscalls.setns(fd, 0, f"{kind} namespace")
+        os.close(fd)
+    if new_flags:
+        syscalls.unshare(new_flags)
+    if new_flags & _spec.NAMESPACE_FLAGS["mount"]:
+        # Nothing this container mounts may propagate back to the host.
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
+    if new_flags & _spec.NAMESPACE_FLAGS["pid"]:
+        pid = os.fork()
+        if pid != 0:
+            _report(report_w, f"pid {pid}")
+            os._exit(0)
+        os.close(report_w)
+    else:
+        _report(report_w, f"pid {os.getpid()}")
+    _wait_and_exec(plan, fifo)
+
+
+def _wait_and_exec(plan: Plan, fifo: str) -> None:
+    fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
+    try:
+        argv = _prepare_start(plan)
+        import _signal
+
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+        sys.stdout.flush()
+        os.chdir("/")
+        # Only the standard streams and the fifo (closed by execve itself) reach the monitor.
+        os.closerange(3, fd)
+        os.closerange(fd + 1, 1 << 20)
+        os.execve(argv[0], argv, MONITOR_ENV)
+    except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code
+        message = str(exc) if isinstance(exc, _errors.UruncError) else f"{type(exc).__name__}: {exc}"
+        try:
+            os.write(fd, message.encode()[:4000] or b"init failed")
+        except OSError:
+            pass
+        os._exit(1)
+
+
+def _prepare_start(plan: Plan) -> list[str]:
+    """Start-time work inside the container's namespaces: network, then the monitor's argv."""
+    from urunc import guests, monitors
+
+    guest = guests.get(plan.guest)
+    monitor = monitors.get(plan.monitor)
+    net = None
+    return monitor.argv(plan, guest, net)

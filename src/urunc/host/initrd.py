@@ -1,0 +1,397 @@
+"""Write an initramfs (newc cpio) from a container rootfs plus extra entries.
+
+A Linux guest boots with the container's rootfs as its initramfs, overlaid
+with urunc's init and its inputs under ``/.urunc/`` (see
+``guests/linux/README.md`` for that protocol and ``urunc_init_entries``
+below for its encoder).
+
+The archive is deterministic: entries sorted by path, mtime 0, inode numbers
+counted from 1. The rootfs is walked without following symlinks; symlinks are
+archived as symlinks, hard links as independent copies, device nodes and
+sockets are left out (the guest's devtmpfs provides devices). Owners and
+permission bits of rootfs entries are kept. Extra entries replace rootfs
+entries of the same path, and missing parent directories of extra entries
+are added (mode 0755, root-owned).
+
+Compression is off by default: the kernel unpacks an uncompressed archive
+fastest, and under TCG the CPU, not the read, is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from urunc._errors import HostError
+
+_NEWC_MAGIC = b"070701"
+_TRAILER = "TRAILER!!!"
+_MAX_FILE = 0xFFFFFFFF
+# Files smaller than this are read into the output buffer; larger ones are
+# copied by the kernel (sendfile) straight from file to file.
+_INLINE_LIMIT = 256 * 1024
+_FLUSH_AT = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class InitrdEntry:
+    """One path in the archive, absolute inside the guest (``/.urunc/init``).
+
+    Exactly one of ``data`` (file contents), ``source`` (a host file to copy)
+    or ``symlink_target`` may be set; none of them makes a directory. ``mode``
+    holds permission bits only (the type follows from the fields).
+    """
+
+    path: str
+    mode: int = 0o755
+    data: bytes | None = None
+    source: Path | None = None
+    symlink_target: str | None = None
+    uid: int = 0
+    gid: int = 0
+
+    def __post_init__(self) -> None:
+        given = sum(
+            x is not None for x in (self.data, self.source, self.symlink_target)
+        )
+        if given > 1:
+            raise ValueError(
+                f"initrd entry {self.path}: data, source and symlink_target are exclusive"
+            )
+        if not self.path.startswith("/") or self.path == "/":
+            raise ValueError(
+                f"initrd entry path must be absolute and not /: {self.path!r}"
+            )
+
+    @classmethod
+    def file(cls, path: str, data: bytes, mode: int = 0o644) -> InitrdEntry:
+        return cls(path, mode, data=data)
+
+    @classmethod
+    def copy(cls, path: str, source: Path, mode: int | None = None) -> InitrdEntry:
+        if mode is None:
+            mode = stat.S_IMODE(os.stat(source).st_mode)
+        return cls(path, mode, source=source)
+
+    @classmethod
+    def directory(cls, path: str, mode: int = 0o755) -> InitrdEntry:
+        return cls(path, mode)
+
+    @classmethod
+    def symlink(cls, path: str, target: str) -> InitrdEntry:
+        return cls(path, 0o777, symlink_target=target)
+
+
+# One archive member before it is written: name (bytes, relative), st_mode
+# with type bits, uid, gid, and its contents as bytes or a host path.
+@dataclass(frozen=True, slots=True)
+class _Member:
+    name: bytes
+    mode: int
+    uid: int
+    gid: int
+    data: bytes = b""
+    source: bytes | None = None
+    size: int = 0
+
+
+def write_initrd(
+    out: Path,
+    rootfs: Path | None,
+    extra: Sequence[InitrdEntry] = (),
+    *,
+    compress: bool = False,
+) -> None:
+    """Write the newc archive of ``rootfs`` overlaid with ``extra`` to ``out``.
+
+    With ``compress`` the archive is gzip-compressed (level 1), which the
+    kernel also accepts. ``out`` is replaced atomically.
+    """
+    members: dict[bytes, _Member] = {}
+    if rootfs is not None:
+        if not rootfs.is_dir():
+            raise HostError(f"initrd rootfs {rootfs} is not a directory")
+        for m in _walk(os.fsencode(rootfs), b""):
+            members[m.name] = m
+    for m in _extra_members(extra):
+        members[m.name] = m
+
+    tmp = out.with_name(out.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        sink: _Sink = _GzipSink(fd) if compress else _Sink(fd)
+        for ino, name in enumerate(sorted(members), start=1):
+            _write_member(sink, ino, members[name])
+        sink.put(_header(0, 0, 0, 0, 1, 0, _TRAILER.encode()))
+        sink.close()
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        os.unlink(tmp)
+        raise HostError(
+            f"cannot write initrd {out}: {e.strerror}", hint=str(e.filename or "")
+        ) from e
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, out)
+
+
+def urunc_init_entries(
+    *,
+    init: Path,
+    args: Sequence[str | bytes],
+    env: Sequence[str | bytes] = (),
+    cwd: str | bytes = "/",
+    net: Mapping[str, str | Sequence[str]] | None = None,
+    hostname: str | None = None,
+    user: tuple[int, int, Sequence[int]] | None = None,
+    terminal: bool = False,
+    modules: Path | None = None,
+    module_names: Sequence[str] | None = None,
+    root: str | None = None,
+) -> list[InitrdEntry]:
+    """The ``/.urunc/`` entries that drive ``guests/linux/init.c``.
+
+    ``net`` maps keys of ``/.urunc/net`` (``ip``, ``gw``, ``mac``, ``mtu``,
+    ``dns``, ``search``, ``if``) to a value or, for repeatable keys, a list.
+    ``modules`` is a directory of ``.ko`` files with an ``order`` file (and
+    optionally ``deps``, as ``guests/linux/collect-modules.py`` writes);
+    ``module_names`` narrows it to those modules and their dependencies, in
+    ``order``'s order.
+    ``root`` is the ``/.urunc/root`` line (``FSTYPE SOURCE [OPTIONS]``) when
+    the rootfs is mounted instead of being the initramfs itself.
+    """
+    if not args:
+        raise ValueError("urunc init needs at least argv[0]")
+    entries = [
+        InitrdEntry.copy("/.urunc/init", init, 0o755),
+        InitrdEntry.file("/.urunc/args", _nul_join(args)),
+        InitrdEntry.file("/.urunc/env", _nul_join(env)),
+        InitrdEntry.file("/.urunc/cwd", os.fsencode(cwd)),
+    ]
+    if net:
+        lines = []
+        for key, value in net.items():
+            for v in [value] if isinstance(value, str) else value:
+                if "\n" in v or "\n" in key or "=" in key:
+                    raise ValueError(f"bad guest network setting {key}={v!r}")
+                lines.append(f"{key}={v}\n")
+        entries.append(InitrdEntry.file("/.urunc/net", "".join(lines).encode()))
+    if hostname:
+        entries.append(InitrdEntry.file("/.urunc/hostname", hostname.encode()))
+    if user is not None:
+        uid, gid, groups = user
+        entries.append(
+            InitrdEntry.file(
+                "/.urunc/user", " ".join(map(str, (uid, gid, *groups))).encode()
+            )
+        )
+    if terminal:
+        entries.append(InitrdEntry.file("/.urunc/tty", b""))
+    if root is not None:
+        entries.append(InitrdEntry.file("/.urunc/root", root.encode() + b"\n"))
+    if modules is not None:
+        order = (modules / "order").read_text().split()
+        if module_names is not None:
+            wanted = _module_closure(modules, module_names)
+            order = [n for n in order if n in wanted]
+        entries.append(
+            InitrdEntry.file(
+                "/.urunc/modules/order", "".join(n + "\n" for n in order).encode()
+            )
+        )
+        entries.extend(
+            InitrdEntry.copy(f"/.urunc/modules/{n}", modules / n, 0o644) for n in order
+        )
+    return entries
+
+
+def _module_closure(modules: Path, names: Sequence[str]) -> set[str]:
+    """``names`` (``.ko`` optional) plus what ``modules/deps`` says they need."""
+    wanted = {n if n.endswith(".ko") else n + ".ko" for n in names}
+    deps_file = modules / "deps"
+    if deps_file.exists():
+        for line in deps_file.read_text().splitlines():
+            name, _, needs = line.partition(":")
+            if name in wanted:
+                wanted.update(needs.split())
+    return wanted
+
+
+def _nul_join(items: Iterable[str | bytes]) -> bytes:
+    out = bytearray()
+    for item in items:
+        b = os.fsencode(item) if isinstance(item, str) else item
+        if b"\0" in b:
+            raise ValueError(f"NUL byte in guest argument or variable {item!r}")
+        out += b + b"\0"
+    return bytes(out)
+
+
+def _walk(top: bytes, prefix: bytes) -> Iterator[_Member]:
+    with os.scandir(top) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        name = prefix + e.name
+        st = e.stat(follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            yield _Member(name, mode, st.st_uid, st.st_gid)
+            yield from _walk(e.path, name + b"/")
+        elif stat.S_ISREG(mode):
+            if st.st_size > _MAX_FILE:
+                raise HostError(f"file too large for an initrd: {os.fsdecode(e.path)}")
+            yield _Member(
+                name, mode, st.st_uid, st.st_gid, source=e.path, size=st.st_size
+            )
+        elif stat.S_ISLNK(mode):
+            yield _Member(name, mode, st.st_uid, st.st_gid, data=os.readlink(e.path))
+        elif stat.S_ISFIFO(mode):
+            yield _Member(name, mode, st.st_uid, st.st_gid)
+        # Device nodes and sockets are skipped.
+
+
+def _extra_members(extra: Sequence[InitrdEntry]) -> Iterator[_Member]:
+    given = {e.path.strip("/") for e in extra}
+    parents: set[str] = set()
+    for e in extra:
+        parts = e.path.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parents.add("/".join(parts[:i]))
+    for p in sorted(parents - given):
+        yield _Member(os.fsencode(p), stat.S_IFDIR | 0o755, 0, 0)
+    for e in extra:
+        name = os.fsencode(e.path.strip("/"))
+        perm = e.mode & 0o7777
+        if e.symlink_target is not None:
+            yield _Member(
+                name,
+                stat.S_IFLNK | 0o777,
+                e.uid,
+                e.gid,
+                data=os.fsencode(e.symlink_target),
+            )
+        elif e.data is not None:
+            yield _Member(name, stat.S_IFREG | perm, e.uid, e.gid, data=e.data)
+        elif e.source is not None:
+            src = os.fsencode(e.source)
+            yield _Member(
+                name,
+                stat.S_IFREG | perm,
+                e.uid,
+                e.gid,
+                source=src,
+                size=os.stat(src).st_size,
+            )
+        else:
+            yield _Member(name, stat.S_IFDIR | perm, e.uid, e.gid)
+
+
+def _header(
+    ino: int, mode: int, uid: int, gid: int, nlink: int, size: int, name: bytes
+) -> bytes:
+    namesize = len(name) + 1
+    fields = (ino, mode, uid, gid, nlink, 0, size, 0, 0, 0, 0, namesize, 0)
+    head = _NEWC_MAGIC + b"".join(b"%08X" % f for f in fields) + name + b"\0"
+    return head + b"\0" * (-len(head) % 4)
+
+
+def _write_member(sink: _Sink, ino: int, m: _Member) -> None:
+    if m.source is None:
+        nlink = 2 if stat.S_ISDIR(m.mode) else 1
+        sink.put(_header(ino, m.mode, m.uid, m.gid, nlink, len(m.data), m.name))
+        sink.put(m.data + b"\0" * (-len(m.data) % 4))
+        return
+    with open(m.source, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > _MAX_FILE:
+            raise HostError(f"file too large for an initrd: {os.fsdecode(m.source)}")
+        sink.put(_header(ino, m.mode, m.uid, m.gid, 1, size, m.name))
+        sink.put_file(f.fileno(), size)
+        sink.put(b"\0" * (-size % 4))
+
+
+class _Sink:
+    """Buffered writer to a raw fd; big files go by sendfile."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+
+    def put(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= _FLUSH_AT:
+            self.flush()
+
+    def put_file(self, src: int, size: int) -> None:
+        if size < _INLINE_LIMIT:
+            data = _read_exact(src, size)
+            self.put(data)
+            return
+        self.flush()
+        offset = 0
+        while offset < size:
+            n = os.sendfile(self.fd, src, offset, size - offset)
+            if n == 0:
+                raise OSError(0, "file shrank while archiving")
+            offset += n
+
+    def flush(self) -> None:
+        view = memoryview(self.buf)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        view.release()
+        self.buf.clear()
+
+    def close(self) -> None:
+        # The kernel reads the archive in 512-byte blocks; pad like cpio does.
+        self.put(b"\0" * (-self.written_size() % 512))
+        self.flush()
+
+    def written_size(self) -> int:
+        return os.lseek(self.fd, 0, os.SEEK_CUR) + len(self.buf)
+
+
+class _GzipSink(_Sink):
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self.z = zlib.compressobj(1, zlib.DEFLATED, 31)
+        self.raw_size = 0
+
+    def put(self, data: bytes) -> None:
+        self.raw_size += len(data)
+        self.buf += self.z.compress(data)
+        if len(self.buf) >= _FLUSH_AT:
+            self.flush()
+
+    def put_file(self, src: int, size: int) -> None:
+        remaining = size
+        while remaining:
+            chunk = _read_exact(src, min(remaining, _FLUSH_AT))
+            self.put(chunk)
+            remaining -= len(chunk)
+
+    def close(self) -> None:
+        self.put(b"\0" * (-self.raw_size % 512))
+        self.buf += self.z.flush()
+        self.flush()
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            raise OSError(0, "file shrank while archiving")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

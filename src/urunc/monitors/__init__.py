@@ -1,0 +1,57 @@
+"""One module per virtual machine monitor; each builds its argv element by element."""
+
+from __future__ import annotations
+
+import os
+
+from urunc import _errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urunc.config import Config
+    from urunc.guests import Guest
+    from urunc.unikernel.net import NetInfo
+    from urunc.unikernel.plan import Plan
+
+_MODULES = {
+    "qemu": "urunc.monitors.qemu",
+}
+
+
+class Monitor:
+    name = ""
+    binary = ""
+    storage: frozenset[str] = frozenset({"initrd", "block"})
+
+    def find_binary(self, cfg: Config) -> str:
+        """The monitor binary: config.toml's ``path``, else PATH; missing fails at create."""
+        configured = cfg.monitor_str(self.name, "path", None)
+        if configured:
+            if os.access(configured, os.X_OK) and os.path.isfile(configured):
+                return configured
+            raise _errors.PlanError(f"monitor binary {configured} for {self.name} is not executable")
+        for directory in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":"):
+            candidate = os.path.join(directory or ".", self.binary)
+            if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+                return candidate
+        raise _errors.PlanError(f"monitor binary {self.binary} for {self.name} not found on PATH",
+                                hint="install it or set path under [monitors." + self.name + "]")
+
+    def choose_accel(self, cfg: Config) -> str:
+        return ""
+
+    def argv(self, plan: Plan, guest: Guest, net: NetInfo | None) -> list[str]:
+        raise NotImplementedError
+
+
+def names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get(name: str) -> Monitor:
+    module_name = _MODULES.get(name)
+    if module_name is None:
+        raise _errors.PlanError(f"unknown monitor {name!r}", hint=f"known: {', '.join(names())}")
+    module = __import__(module_name, fromlist=["MONITOR"])
+    monitor: Monitor = module.MONITOR
+    return monitor

@@ -1,0 +1,168 @@
+"""The state of one container: ``<root>/<ID>/``, one record, written atomically, locked.
+
+The record is ours alone (runc keeps ``state.json`` in its own directories
+under the same root), so ``urunc-state.json`` marks a directory as a urunc
+container; any other directory there belongs to runc.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from urunc import _errors, _jsonlite
+from urunc.host import proc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+STATE_FILE = "urunc-state.json"
+FIFO = "exec.fifo"
+
+CREATING = "creating"
+CREATED = "created"
+RUNNING = "running"
+STOPPED = "stopped"
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def validate_id(container_id: str) -> None:
+    if (not container_id or container_id in (".", "..") or len(container_id) > 1024
+            or not set(container_id) <= _ID_CHARS):
+        raise _errors.UsageError(f"invalid container id {container_id!r}")
+
+
+def rfc3339_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int((now % 1) * 1e9):09d}Z"
+
+
+class Container:
+    """A container's directory and record; use as a context manager to hold its lock."""
+
+    __slots__ = ("id", "dir", "record", "_lock_fd")
+
+    def __init__(self, root: str, container_id: str) -> None:
+        validate_id(container_id)
+        self.id = container_id
+        self.dir = os.path.join(root, container_id)
+        self.record: dict[str, Any] = {}
+        self._lock_fd = -1
+
+    # -- locating -----------------------------------------------------------------------------
+    def kind(self) -> str:
+        """``urunc``, ``runc`` (a directory we did not make) or ``missing``."""
+        if os.path.exists(os.path.join(self.dir, STATE_FILE)):
+            return "urunc"
+        if os.path.isdir(self.dir):
+            return "runc"
+        return "missing"
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    # -- locking ------------------------------------------------------------------------------
+    def lock(self) -> None:
+        try:
+            self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise _errors.NotFound(self.id) from None
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> Container:
+        self.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
+
+    # -- the record ---------------------------------------------------------------------------
+    def create_dir(self) -> None:
+        root = os.path.dirname(self.dir)
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.dir, 0o700)
+        except FileExistsError:
+            raise _errors.AlreadyExists(self.id) from None
+
+    def load(self) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.dir, STATE_FILE), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise _errors.NotFound(self.id) from None
+        try:
+            record = _jsonlite.loads(data)
+        except ValueError as exc:
+            raise _errors.ContainerError(f"state of container {self.id} is corrupt: {exc}") from None
+        if not isinstance(record, dict):
+            raise _errors.ContainerError(f"state of container {self.id} is corrupt")
+        self.record = record
+        return record
+
+    def save(self) -> None:
+        """Write, fsync, rename: a reader sees the old record or the new, never half of one."""
+        final = os.path.join(self.dir, STATE_FILE)
+        tmp = final + ".tmp"
+        data = _jsonlite.dumps(self.record, indent=1).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        os.close(fd)
+        os.rename(tmp, final)
+
+    # -- derived facts ------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        return int(self.record.get("pid") or 0)
+
+    def status(self) -> str:
+        recorded = self.record.get("status", CREATING)
+        if recorded == STOPPED:
+            return STOPPED
+        pid = self.pid
+        if pid <= 0:
+            return CREATING if recorded == CREATING else STOPPED
+        if not proc.is_alive(pid, self.record.get("pid_start")):
+            return STOPPED
+        return str(recorded)
+
+    def oci_state(self) -> dict[str, Any]:
+        status = self.status()
+        return {
+            "ociVersion": "1.0.2",
+            "id": self.id,
+            "status": status,
+            "pid": self.pid if status in (CREATED, RUNNING) else 0,
+            "bundle": self.record.get("bundle", ""),
+            "rootfs": self.record.get("rootfs", ""),
+            "created": self.record.get("created", ""),
+            "annotations": self.record.get("annotations", {}),
+            "owner": "",
+        }
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        return sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []

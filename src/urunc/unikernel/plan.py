@@ -1,0 +1,135 @@
+"""Spec + UnikernelConfig + config.toml + host facts → one frozen Plan.
+
+Everything that can be decided before the guest runs is decided here, once,
+at ``create``; ``start`` reads the Plan back from the state and only adds what
+exists at that moment (the network CNI set up in between).
+"""
+
+from __future__ import annotations
+
+import os
+
+from urunc import _errors
+from urunc._record import Record
+from urunc.unikernel import rootfs as _rootfs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urunc.config import Config
+    from urunc.oci.spec import Spec
+    from urunc.unikernel.config import UnikernelConfig
+
+MIB = 1024 * 1024
+MIN_MEMORY_MIB = 8
+MAX_MEMORY_MIB = 1024 * 1024
+MAX_VCPUS = 256
+MAX_KERNEL_BYTES = 1024 * MIB
+MAX_ARGS = 4096
+
+
+class Plan(Record):
+    __slots__ = (
+        "container_id", "bundle", "rootfs", "state_dir",
+        "guest", "monitor", "monitor_path", "accel",
+        "kernel", "initrd", "block", "block_mountpoint", "version",
+        "memory_mib", "vcpus",
+        "args", "env", "cwd", "hostname",
+        "netns", "uid", "gid", "additional_gids", "seccomp", "terminal",
+        "files",
+    )
+
+
+def memory_mib(limit_bytes: int | None, default_mib: int) -> int:
+    """Guest memory from the cgroup limit: whole MiB, rounded down (the limit is a ceiling)."""
+    if limit_bytes is None:
+        return default_mib
+    mib = limit_bytes // MIB
+    if mib < MIN_MEMORY_MIB:
+        raise _errors.PlanError(
+            f"memory limit {limit_bytes} bytes is below the {MIN_MEMORY_MIB} MiB a guest needs")
+    return min(mib, MAX_MEMORY_MIB)
+
+
+def vcpus(quota: int | None, period: int | None, cpuset: str, default: int) -> int:
+    """vCPUs from the CPU quota (rounded up), else the cpuset's size, else the default; at least 1."""
+    if quota is not None and quota > 0 and period:
+        return max(1, min(MAX_VCPUS, -(-quota // period)))
+    if cpuset:
+        count = 0
+        for part in cpuset.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, _, hi = part.partition("-")
+            try:
+                count += (int(hi) - int(lo) + 1) if hi else 1
+            except ValueError:
+                raise _errors.PlanError(f"invalid cpuset {cpuset!r}") from None
+        return max(1, min(MAX_VCPUS, count))
+    return max(1, default)
+
+
+def _split_cmdline(text: str) -> tuple[str, ...]:
+    import shlex
+
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise _errors.BundleError(f"invalid cmdline annotation {text!r}: {exc}") from None
+
+
+def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, state_dir: str) -> Plan:
+    from urunc import guests, monitors
+
+    guest = guests.get(ucfg.get("unikernelType"))
+    monitor_name = ucfg.get("hypervisor") or guest.default_monitor
+    monitor = monitors.get(monitor_name)
+    if monitor.name not in guest.monitors:
+        raise _errors.PlanError(
+            f"guest type {guest.name} does not run on monitor {monitor.name}",
+            hint=f"{guest.name} runs on {', '.join(sorted(guest.monitors))}")
+    monitor_path = monitor.find_binary(cfg)
+
+    binary = ucfg.get("binary")
+    if not binary:
+        raise _errors.BundleError("missing com.urunc.unikernel.binary (the kernel path in the rootfs)")
+    if not os.path.isdir(spec.rootfs):
+        raise _errors.BundleError(f"rootfs {spec.rootfs} is not a directory")
+    kernel = _rootfs.regular_file(spec.rootfs, binary, "kernel", MAX_KERNEL_BYTES)
+
+    initrd = ""
+    if ucfg.get("initrd"):
+        if "initrd" not in guest.storage:
+            raise _errors.PlanError(f"guest type {guest.name} takes no initrd")
+        initrd = _rootfs.regular_file(spec.rootfs, ucfg.get("initrd"), "initrd", MAX_KERNEL_BYTES)
+    block = ""
+    if ucfg.get("block"):
+        if "block" not in guest.storage or "block" not in monitor.storage:
+            raise _errors.PlanError(f"guest type {guest.name} on {monitor.name} takes no block device")
+        block = _rootfs.regular_file(spec.rootfs, ucfg.get("block"), "block")
+    mountpoint = ucfg.get("blkMntPoint")
+    if mountpoint and not mountpoint.startswith("/"):
+        raise _errors.BundleError(f"blkMntPoint {mountpoint!r} must be an absolute path")
+
+    args = spec.args or _split_cmdline(ucfg.get("cmdline"))
+    if len(args) > MAX_ARGS or len(spec.env) > MAX_ARGS:
+        raise _errors.BundleError(f"more than {MAX_ARGS} arguments or environment variables")
+    mem = memory_mib(spec.memory_limit,
+                     cfg.monitor_int(monitor.name, "default_memory_mb", guest.default_memory_mib,
+                                     MIN_MEMORY_MIB, MAX_MEMORY_MIB))
+    cpus = vcpus(spec.cpu_quota, spec.cpu_period, spec.cpuset,
+                 cfg.monitor_int(monitor.name, "default_vcpus", 1, 1, MAX_VCPUS))
+    netns = spec.namespace_path("network")
+    plan = Plan(
+        container_id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, state_dir=state_dir,
+        guest=guest.name, monitor=monitor.name, monitor_path=monitor_path,
+        accel=monitor.choose_accel(cfg),
+        kernel=kernel, initrd=initrd, block=block, block_mountpoint=mountpoint,
+        version=ucfg.get("unikernelVersion"),
+        memory_mib=mem, vcpus=cpus,
+        args=tuple(args), env=spec.env, cwd=spec.cwd, hostname=spec.hostname,
+        netns="none" if netns is None else netns,
+        uid=spec.uid, gid=spec.gid, additional_gids=spec.additional_gids,
+        seccomp=spec.has_seccomp, terminal=spec.terminal, files={},
+    )
+    return guest.prepare(plan)

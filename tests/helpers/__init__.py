@@ -1,0 +1,5 @@
+"""Shared utilities for urunc's tests."""
+
+from .rootfs import busybox_rootfs
+
+__all__ = ["busybox_rootfs"]

@@ -1,0 +1,171 @@
+"""A container rootfs boots as a Linux microVM under QEMU and QEMU's exit status
+is the application's (guests/linux/init.c, urunc.host.initrd).
+
+Needs build/linux/vmlinux, build/linux/modules (guests/linux/fetch-kernel.sh),
+build/linux/urunc-init (make -C guests/linux), qemu-system-x86_64 and a static
+busybox (Debian's busybox-static) to make the rootfs from.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from urunc.host.initrd import urunc_init_entries, write_initrd
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build" / "linux"
+VMLINUX = BUILD / "vmlinux"
+INIT = BUILD / "urunc-init"
+MODULES = BUILD / "modules"
+BUSYBOX = Path("/bin/busybox")
+QEMU = shutil.which("qemu-system-x86_64")
+
+CMDLINE = (
+    "console=ttyS0 panic=-1 tsc_early_khz=2000000 tsc=reliable cryptomgr.notests "
+    "loglevel=3 rdinit=/.urunc/init"
+)
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NINEP_MODULES = ["virtio_mmio", "9pnet_virtio", "9p"]
+
+missing = [
+    str(p) for p in (VMLINUX, INIT, MODULES / "order", BUSYBOX) if not p.exists()
+]
+pytestmark = [
+    pytest.mark.skipif(
+        bool(missing),
+        reason=f"missing {', '.join(missing)} (run guests/linux/fetch-kernel.sh "
+        "and make -C guests/linux; install busybox-static)",
+    ),
+    pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    (root / "etc").mkdir()
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "printf", "env", "echo", "ls", "cat", "pwd", "hostname"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    return root
+
+
+def boot(
+    tmp_path: Path,
+    rootfs: Path | None,
+    args: Sequence[str],
+    env: Sequence[str] = (PATH_ENV,),
+    cwd: str = "/",
+    modules: Sequence[str] = (),
+    root: str | None = None,
+    qemu_extra: Sequence[str] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    initrd = tmp_path / "initrd"
+    write_initrd(
+        initrd,
+        rootfs,
+        urunc_init_entries(
+            init=INIT,
+            args=args,
+            env=env,
+            cwd=cwd,
+            modules=MODULES,
+            module_names=list(modules),
+            root=root,
+        ),
+    )
+    assert QEMU is not None
+    argv = [
+        "timeout", "60",
+        QEMU,
+        "-M", "microvm",
+        "-accel", "tcg",
+        "-m", "256",
+        "-nodefaults", "-no-user-config", "-display", "none",
+        "-serial", "stdio",
+        "-no-reboot",
+        "-kernel", str(VMLINUX),
+        "-initrd", str(initrd),
+        "-append", CMDLINE,
+        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        *qemu_extra,
+    ]  # fmt: skip
+    result = subprocess.run(
+        argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, timeout=90
+    )
+    assert result.returncode != 124, f"guest hung: {result.stdout[-2000:]!r}"
+    return result
+
+
+def test_output_reaches_stdout_and_exit_code_becomes_qemus(
+    tmp_path: Path, rootfs: Path
+) -> None:
+    result = boot(tmp_path, rootfs, ["sh", "-c", "echo hi; exit 3"])
+    assert (result.stdout, result.returncode) == (b"hi\n", 3)
+
+
+def test_exit_zero_gives_zero_and_no_kernel_noise(tmp_path: Path, rootfs: Path) -> None:
+    result = boot(tmp_path, rootfs, ["sh", "-c", "exit 0"])
+    assert (result.stdout, result.returncode) == (b"", 0)
+
+
+def test_args_env_and_cwd_reach_the_app_exactly(tmp_path: Path, rootfs: Path) -> None:
+    args = ["a  b", "", "q\"u'o", "new\nline", "ü€", "-c"]
+    script = 'printf "[%s]" "$0" "$@"; printf "<%s>" "$FOO" "$EMPTY"; pwd'
+    env = [PATH_ENV, "FOO= x =y\nz ", "EMPTY="]
+    result = boot(
+        tmp_path, rootfs, ["sh", "-c", script, *args], env=env, cwd="/work dir/sub"
+    )
+    expected = "".join(f"[{a}]" for a in args) + "< x =y\nz ><>/work dir/sub\n"
+    assert result.stdout.decode() == expected
+    assert result.returncode == 0
+
+
+def test_env_is_exactly_the_given_list(tmp_path: Path, rootfs: Path) -> None:
+    result = boot(tmp_path, rootfs, ["/bin/env"], env=["A=1", "B=two words"])
+    assert result.stdout == b"A=1\nB=two words\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [("exit 4", 5), ("exit 255", 255), ("kill -9 $$", 137)],
+    ids=["even-code-maps-to-code-or-1", "255", "killed-by-signal-9"],
+)
+def test_exit_status_mapping(
+    tmp_path: Path, rootfs: Path, script: str, status: int
+) -> None:
+    assert boot(tmp_path, rootfs, ["sh", "-c", script]).returncode == status
+
+
+def test_unknown_program_ends_the_vm_with_127_and_says_why(
+    tmp_path: Path, rootfs: Path
+) -> None:
+    result = boot(tmp_path, rootfs, ["no-such-program"])
+    assert result.returncode == 127
+    assert (
+        b"urunc-init: exec no-such-program: No such file or directory" in result.stdout
+    )
+
+
+def test_rootfs_shared_over_9p_instead_of_in_the_initrd(
+    tmp_path: Path, rootfs: Path
+) -> None:
+    result = boot(
+        tmp_path,
+        None,
+        ["sh", "-c", "echo hi from 9p; ls /etc; exit 3"],
+        modules=NINEP_MODULES,
+        root="9p rootfs trans=virtio,version=9p2000.L,msize=524288,cache=loose",
+        qemu_extra=[
+            "-fsdev", f"local,id=fs0,path={rootfs},security_model=none",
+            "-device", "virtio-9p-device,fsdev=fs0,mount_tag=rootfs",
+        ],
+    )  # fmt: skip
+    assert (result.stdout, result.returncode) == (b"hi from 9p\npasswd\n", 3)
