@@ -74,6 +74,13 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
         else
             net_serve(ip);  /* returns only on failure, having said why */
     }
+    if (cl.argc >= 2 && streq(cl.argv[1], "wait")) {
+        /* Stay up doing nothing until the monitor is stopped from outside: what
+         * tests of signals, state and teardown need from a long-running guest. */
+        put("waiting\n");
+        for (;;)
+            __asm__ volatile("cli; hlt");
+    }
     put("bye\n");
     /* boot.S resets the machine when we return. */
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from urunc import _errors, _log
+from urunc import _errors, _log, _timestamps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,6 +171,7 @@ def parse(argv: Sequence[str]) -> tuple[Context, Args]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _timestamps.mark("cli-start")
     if argv is None:
         argv = sys.argv[1:]
     try:
@@ -193,7 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _errors.EXIT_USAGE
     try:
         module = __import__(module_name, fromlist=["run"])
+        _timestamps.mark("command-imported")
         result: int = module.run(ctx, args)
+        _timestamps.mark("cli-exit")
         return result
     except _errors.UruncError as exc:
         _log.error(str(exc))

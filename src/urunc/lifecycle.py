@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from urunc import _errors, _log
+from urunc import _errors, _log, _timestamps
 from urunc.oci import store
 from urunc.oci.store import CREATED, CREATING, RUNNING, STOPPED, Container
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from urunc.unikernel.config import UnikernelConfig
 
 START_TIMEOUT = 60.0
+DEFAULT_STOP_GRACE = 10
+SIGKILL = 9
+SIGTERM = 15
 RESOURCES_FILE = "resources.json"
 
 
@@ -35,6 +38,7 @@ def write_pid_file(path: str, pid: int) -> None:
 
 def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
            pid_file: str | None, console_socket: str | None) -> int:
+    _timestamps.mark("spec-loaded")
     from urunc import config
     from urunc.host import init, proc
     from urunc.unikernel import plan as _plan
@@ -45,7 +49,9 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
     if spec.terminal and not console_socket:
         raise _errors.UsageError("process.terminal is true but no --console-socket was given")
     cfg = config.load()
+    _timestamps.mark("config-loaded")
     plan = _plan.build(container_id, spec, ucfg, cfg, container.dir)
+    _timestamps.mark("plan-built")
     container.create_dir()
     try:
         with container:
@@ -53,20 +59,36 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
                 "id": container_id, "status": CREATING, "pid": 0, "pid_start": None,
                 "bundle": spec.bundle, "rootfs": spec.rootfs, "created": store.rfc3339_now(),
                 "annotations": spec.annotations, "plan": plan.to_dict(),
+                "stop_grace": cfg.monitor_int(plan.monitor, "shutdown_grace_seconds",
+                                              DEFAULT_STOP_GRACE, 0, 3600),
             }
             container.save()
             fifo = container.path(store.FIFO)
             os.mkfifo(fifo, 0o600)
-            pid = init.spawn(plan, spec.namespaces, fifo, console_socket)
-            container.record["pid"] = pid
-            container.record["pid_start"] = proc.start_time(pid)
+            def record_pid(pid: int) -> None:
+                # Saved before the init may go on: a create killed from here on
+                # leaves a PID that `delete --force` kills.
+                container.record["pid"] = pid
+                container.record["pid_start"] = proc.start_time(pid)
+                container.save()
+
+            from urunc.host import cgroups
+
+            cgroup_procs = cgroups.setup(container.dir, container_id, spec, plan, ctx.systemd_cgroup)
+            pid = init.spawn(plan, spec.namespaces, fifo, console_socket, record_pid, cgroup_procs)
+            _timestamps.mark("init-forked")
             container.record["status"] = CREATED
             container.save()
             if pid_file:
                 write_pid_file(pid_file, pid)
-    except BaseException:
+    except BaseException as exc:
         _destroy(container)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise _errors.HostError(
+                f"cannot create container {container_id}: {exc.strerror or exc}{where}") from None
         raise
+    _timestamps.mark("create-done")
     return pid
 
 
@@ -86,6 +108,7 @@ def start(ctx: Context, container: Container) -> None:
         fifo = container.path(store.FIFO)
         try:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            _timestamps.mark("start-fifo-opened")
         except FileNotFoundError:
             raise _errors.WrongState(f"cannot start container {container.id}: it was started already") from None
         message = b""
@@ -121,9 +144,17 @@ def start(ctx: Context, container: Container) -> None:
             raise _errors.HostError(f"container {container.id} init exited before start")
         container.record["status"] = RUNNING
         container.save()
+        _timestamps.mark("start-done")
 
 
 def kill(container: Container, signal: int, all_processes: bool) -> None:
+    """Signal the container's process; SIGTERM to a running QEMU first asks the guest to power off.
+
+    With a QMP socket, SIGTERM becomes an ACPI power-button press and a detached
+    watchdog sends SIGTERM itself after the grace period if the monitor still
+    runs, so ``kill`` returns at once (containerd waits on it). A unikernel
+    container has one process, so ``--all`` signals that one.
+    """
     with container:
         container.load()
         status = container.status()
@@ -131,17 +162,82 @@ def kill(container: Container, signal: int, all_processes: bool) -> None:
             if all_processes and status == STOPPED:
                 return
             raise _errors.WrongState(f"container {container.id} is not running: it is {status}")
-        try:
-            os.kill(container.pid, signal)
-        except ProcessLookupError:
-            raise _errors.WrongState(f"container {container.id} is not running") from None
+        pid = container.pid
+        pid_start = container.record.get("pid_start")
+        grace = container.record.get("stop_grace", DEFAULT_STOP_GRACE)
+        graceful = (signal == SIGTERM and status == RUNNING and isinstance(grace, int) and grace > 0
+                    and _powerdown(container))
+        if not graceful:
+            try:
+                os.kill(pid, signal)
+            except ProcessLookupError:
+                raise _errors.WrongState(f"container {container.id} is not running") from None
+            return
+    _signal_after(pid, pid_start, SIGTERM, grace)
+
+
+def _powerdown(container: Container) -> bool:
+    """Press the guest's power button through QMP; False when there is no QMP to ask."""
+    from urunc.host import qmp
+
+    path = qmp.socket_path(container.dir)
+    if not path or not os.path.exists(path):
+        return False
+    try:
+        qmp.powerdown(path)
+    except qmp.QmpError as exc:
+        _log.warning(f"graceful stop of container {container.id} unavailable, signalling: {exc}")
+        return False
+    return True
+
+
+def _signal_after(pid: int, pid_start: int | None, signal: int, delay: float) -> None:
+    """Send SIGNAL to PID after DELAY seconds unless it is gone, from a detached process."""
+    import time
+
+    from urunc.host import proc
+
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        # Hold none of the caller's pipes: the shim reads our caller's output to EOF.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, 1 << 20)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if not proc.is_alive(pid, pid_start):
+                os._exit(0)
+            time.sleep(0.1)
+        if proc.is_alive(pid, pid_start):
+            os.kill(pid, signal)
+    except BaseException:  # noqa: BLE001 - a forked child must never return
+        pass
+    os._exit(0)
 
 
 def delete(container: Container, force: bool) -> None:
     from urunc.host import proc
 
     with container:
-        container.load()
+        try:
+            container.load()
+        except _errors.ContainerError:
+            if not force:
+                raise
+            # No readable record (a create killed before its first save, a corrupt file):
+            # kill the init if its PID can still be read, then remove everything.
+            pid, pid_start = _salvage_pid(container)
+            if pid > 0 and pid_start is not None and proc.is_alive(pid, pid_start):
+                _kill_and_wait(container, pid, pid_start)
+            _destroy(container)
+            return
         status = container.status()
         if status == RUNNING and not force:
             raise _errors.WrongState(
@@ -149,13 +245,41 @@ def delete(container: Container, force: bool) -> None:
                 hint="use delete --force")
         pid = container.pid
         if status in (CREATED, RUNNING, CREATING) and pid > 0:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-            if not proc.wait_gone(pid, container.record.get("pid_start"), 10.0):
-                raise _errors.HostError(f"container {container.id} process {pid} did not die")
+            _kill_and_wait(container, pid, container.record.get("pid_start"))
         _destroy(container)
+
+
+def _kill_and_wait(container: Container, pid: int, pid_start: int | None) -> None:
+    from urunc.host import proc
+
+    try:
+        os.kill(pid, SIGKILL)
+    except ProcessLookupError:
+        pass
+    if not proc.wait_gone(pid, pid_start, 10.0):
+        raise _errors.HostError(f"container {container.id} process {pid} did not die")
+
+
+def _salvage_pid(container: Container) -> tuple[int, int | None]:
+    """PID and start time from a damaged state file (or its half-written successor), if any."""
+    for name in (store.STATE_FILE, store.STATE_FILE + ".tmp"):
+        try:
+            with open(container.path(name), "rb") as f:
+                data = f.read(1 << 20)
+        except OSError:
+            continue
+        pid = _int_field(data, b'"pid":')
+        if pid:
+            return pid, _int_field(data, b'"pid_start":')
+    return 0, None
+
+
+def _int_field(data: bytes, key: bytes) -> int | None:
+    at = data.find(key)
+    if at < 0:
+        return None
+    digits = data[at + len(key):at + len(key) + 24].strip().split(b",")[0].split(b"}")[0].strip()
+    return int(digits) if digits.isdigit() else None
 
 
 def _destroy(container: Container) -> None:
@@ -182,6 +306,10 @@ def _release(resource: dict[str, str]) -> None:
             os.unlink(resource["path"])
         except FileNotFoundError:
             pass
+    elif kind == "cgroup":
+        from urunc.host import cgroups
+
+        cgroups.release(resource)
     elif kind == "tap":
         from urunc.host import network
 

@@ -8,9 +8,11 @@ busybox (Debian's busybox-static) to make the rootfs from.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,17 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bin").mkdir()
     (root / "etc").mkdir()
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in ("sh", "printf", "env", "echo", "ls", "cat", "pwd", "hostname"):
+    for applet in (
+        "sh",
+        "printf",
+        "env",
+        "echo",
+        "ls",
+        "cat",
+        "pwd",
+        "hostname",
+        "httpd",
+    ):
         (root / "bin" / applet).symlink_to("busybox")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     return root
@@ -67,6 +79,25 @@ def boot(
     root: str | None = None,
     qemu_extra: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[bytes]:
+    argv = qemu_argv(tmp_path, rootfs, args, env, cwd, modules, root, qemu_extra)
+    result = subprocess.run(
+        argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, timeout=90
+    )
+    assert result.returncode != 124, f"guest hung: {result.stdout[-2000:]!r}"
+    return result
+
+
+def qemu_argv(
+    tmp_path: Path,
+    rootfs: Path | None,
+    args: Sequence[str],
+    env: Sequence[str] = (PATH_ENV,),
+    cwd: str = "/",
+    modules: Sequence[str] = (),
+    root: str | None = None,
+    qemu_extra: Sequence[str] = (),
+    net: dict[str, str] | None = None,
+) -> list[str]:
     initrd = tmp_path / "initrd"
     write_initrd(
         initrd,
@@ -79,10 +110,11 @@ def boot(
             modules=MODULES,
             module_names=list(modules),
             root=root,
+            net=net,
         ),
     )
     assert QEMU is not None
-    argv = [
+    return [
         "timeout", "60",
         QEMU,
         "-M", "microvm",
@@ -97,11 +129,6 @@ def boot(
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
         *qemu_extra,
     ]  # fmt: skip
-    result = subprocess.run(
-        argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, timeout=90
-    )
-    assert result.returncode != 124, f"guest hung: {result.stdout[-2000:]!r}"
-    return result
 
 
 def test_output_reaches_stdout_and_exit_code_becomes_qemus(
@@ -169,3 +196,77 @@ def test_rootfs_shared_over_9p_instead_of_in_the_initrd(
         ],
     )  # fmt: skip
     assert (result.stdout, result.returncode) == (b"hi from 9p\npasswd\n", 3)
+
+
+def test_guest_kernel_panic_makes_qemu_fail(tmp_path: Path, rootfs: Path) -> None:
+    result = boot(
+        tmp_path,
+        rootfs,
+        ["sh", "-c", "echo c > /proc/sysrq-trigger; exit 0"],
+        modules=["virtio_mmio", "pvpanic_mmio"],
+        qemu_extra=["-device", "pvpanic", "-action", "panic=exit-failure"],
+    )
+    assert result.returncode == 1
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to make a network namespace")
+    name = f"urunc-lg-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        run_in = ["ip", "netns", "exec", name]
+        subprocess.run(
+            [*run_in, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap"], check=True
+        )
+        subprocess.run(
+            [*run_in, "ip", "addr", "add", "10.213.88.1/24", "dev", "tap0"], check=True
+        )
+        subprocess.run([*run_in, "ip", "link", "set", "tap0", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_guest_serves_http_on_its_configured_address(
+    tmp_path: Path, rootfs: Path, netns: str
+) -> None:
+    www = rootfs / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("hello from the guest\n")
+    argv = qemu_argv(
+        tmp_path,
+        rootfs,
+        ["httpd", "-f", "-p", "80", "-h", "/www"],
+        modules=["virtio_mmio", "virtio_net"],
+        net={"ip": "10.213.88.2/24", "gw": "10.213.88.1", "mac": "52:54:00:0d:58:02"},
+        qemu_extra=[
+            "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
+            "-device", "virtio-net-device,netdev=n0,mac=52:54:00:0d:58:02",
+        ],
+    )  # fmt: skip
+    qemu = subprocess.Popen(
+        ["ip", "netns", "exec", netns, *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 45
+        page = b""
+        while time.monotonic() < deadline and qemu.poll() is None:
+            # busybox wget's own -T option crashes in Debian's static build.
+            fetch = subprocess.run(
+                ["ip", "netns", "exec", netns, "timeout", "3",
+                 str(BUSYBOX), "wget", "-q", "-O", "-", "http://10.213.88.2/"],
+                check=False, capture_output=True,
+            )  # fmt: skip
+            if fetch.returncode == 0:
+                page = fetch.stdout
+                break
+            time.sleep(0.2)
+        assert page == b"hello from the guest\n"
+    finally:
+        qemu.terminate()
+        qemu.wait(timeout=10)

@@ -16,9 +16,13 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "unikraft": "urunc.guests.unikraft",
+    "solo5": "urunc.guests.solo5",
+    "rumprun": "urunc.guests.rumprun",
+    "osv": "urunc.guests.osv",
+    "mewz": "urunc.guests.mewz",
     "linux": "urunc.guests.linux",
 }
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {"mirage": "solo5"}
 
 
 class Guest:
@@ -30,6 +34,7 @@ class Guest:
     default_memory_mib = 64
     qemu_machine = "pc"
     qemu_devices: tuple[str, ...] = ()
+    qemu_virtio_opts = ""                    # appended to QEMU's virtio-net/blk -device values
 
     def prepare(self, plan: Plan) -> Plan:
         """Create-time work (files in the state dir); returns the Plan, possibly extended."""
@@ -46,6 +51,15 @@ class Guest:
 
 def names() -> list[str]:
     return sorted(set(_MODULES) | set(ALIASES))
+
+
+def matrix() -> list[tuple[str, str]]:
+    """Every supported (guest type, monitor) pair, derived from the guests' declarations."""
+    from urunc import monitors
+
+    known = set(monitors.names())
+    return sorted((name, monitor) for name in _MODULES for monitor in get(name).monitors
+                  if monitor in known)
 
 
 def get(name: str) -> Guest:

@@ -68,6 +68,10 @@ class Unikraft(Guest):
         if plan.env and new:
             params.append("env.vars=[ " + " ".join(quote(e) for e in plan.env) + " ]")
         words = params + ["--"] + [quote(a) for a in plan.args] if plan.args else params
+        if plan.monitor == "firecracker":
+            # QEMU's Multiboot loader puts the kernel path first and Unikraft skips that
+            # token; Firecracker passes boot_args alone, so the skipped token is ours.
+            words.insert(0, quote(plan.kernel.rsplit("/", 1)[-1]))
         return " ".join(words)
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import sys
 
-from urunc import _errors
+from urunc import _errors, _timestamps
 from urunc.oci import spec as _spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from urunc.unikernel.plan import Plan
 
 TIOCSCTTY = 0x540E
@@ -28,8 +30,14 @@ MONITOR_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 _JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
 
 
-def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None) -> int:
-    """Fork the init and return its host PID once it is in its namespaces."""
+def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
+          record_pid: Callable[[int], None] | None = None, cgroup_procs: list[str] | None = None) -> int:
+    """Fork the init and return its host PID once it is in its namespaces.
+
+    The init goes on only after ``record_pid(pid)`` returned and acknowledged it:
+    if ``create`` dies before its state names the PID, the init sees the ack
+    pipe close and exits, so no init is ever left that ``delete`` cannot find.
+    """
     ns_fds = []
     for kind in _JOIN_ORDER:
         for ns_kind, path in namespaces:
@@ -46,17 +54,20 @@ def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_sock
         raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
     console = _console_pty(console_socket) if console_socket else None
     report_r, report_w = os.pipe()
+    ack_r, ack_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.close(report_r)
-            _child(plan, ns_fds, new_flags, fifo, console, report_w)
+            os.close(ack_w)
+            _child(plan, ns_fds, new_flags, fifo, console, report_w, ack_r, cgroup_procs or [])
         except BaseException as exc:  # noqa: BLE001 - a forked child must never return
             _report(report_w, f"error {exc}")
         finally:
             os._exit(code)
     os.close(report_w)
+    os.close(ack_r)
     for _, fd in ns_fds:
         os.close(fd)
     if console is not None:
@@ -72,7 +83,15 @@ def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_sock
     if new_flags & _spec.NAMESPACE_FLAGS["pid"]:
         os.waitpid(pid, 0)  # the intermediate child, which exits once PID 1 exists
     if message.startswith("pid "):
-        return int(message[4:])
+        init_pid = int(message[4:])
+        try:
+            if record_pid is not None:
+                record_pid(init_pid)
+            os.write(ack_w, b"1")
+        finally:
+            os.close(ack_w)
+        return init_pid
+    os.close(ack_w)
     if not new_flags & _spec.NAMESPACE_FLAGS["pid"]:
         try:
             os.waitpid(pid, 0)
@@ -107,12 +126,12 @@ def _console_pty(socket_path: str) -> int:
 
 
 def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
-           console: int | None, report_w: int) -> None:
-    from urunc.host import syscalls
+           console: int | None, report_w: int, ack_r: int, cgroup_procs: list[str]) -> None:
+    from urunc.host import cgroups, syscalls
 
     # Drop everything inherited but what the init needs (the state-dir lock above all:
     # holding it would block `start`).
-    keep = sorted({0, 1, 2, report_w, *(fd for _, fd in ns_fds), *([console] if console is not None else [])})
+    keep = sorted({0, 1, 2, report_w, ack_r, *(fd for _, fd in ns_fds), *([console] if console is not None else [])})
     low = 3
     for fd in keep:
         if fd >= low:
@@ -120,6 +139,8 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
             low = fd + 1
     os.closerange(low, 1 << 20)
     os.setsid()
+    # Before any namespace: a new cgroup namespace is rooted where the init stands.
+    cgroups.join(cgroup_procs)
     if console is not None:
         import fcntl
 
@@ -144,13 +165,20 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
         os.close(report_w)
     else:
         _report(report_w, f"pid {os.getpid()}")
+    acked = os.read(ack_r, 1)  # b"" when create died before recording our PID
+    os.close(ack_r)
+    if not acked:
+        os._exit(1)
     _wait_and_exec(plan, fifo)
 
 
 def _wait_and_exec(plan: Plan, fifo: str) -> None:
+    _timestamps.mark("init-waiting")
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
+    _timestamps.mark("init-released")
     try:
         argv = _prepare_start(plan)
+        _timestamps.mark("argv-built")
         import _signal
 
         _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
@@ -160,6 +188,7 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         # Only the standard streams and the fifo (closed by execve itself) reach the monitor.
         os.closerange(3, fd)
         os.closerange(fd + 1, 1 << 20)
+        _timestamps.mark("init-exec")
         os.execve(argv[0], argv, MONITOR_ENV)
     except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code
         message = str(exc) if isinstance(exc, _errors.UruncError) else f"{type(exc).__name__}: {exc}"

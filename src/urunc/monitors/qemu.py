@@ -35,6 +35,17 @@ def kvm_usable() -> bool:
     return False
 
 
+def qmp_path(plan: Plan) -> str:
+    """The QMP socket in the state dir (graceful power-down on SIGTERM), or "" for none.
+
+    QEMU binds it itself, so it needs a path short enough for a unix socket and
+    write access to the state dir (0700 root): a monitor run as another user gets none.
+    """
+    from urunc.host import qmp
+
+    return qmp.socket_path(plan.state_dir) if plan.uid == 0 and plan.state_dir else ""
+
+
 class Qemu(Monitor):
     name = "qemu"
     binary = "qemu-system-x86_64"
@@ -73,6 +84,9 @@ class Qemu(Monitor):
                      "-device", f"virtio-blk-{virtio},drive=d0"]
         for device in guest.qemu_devices:
             argv += ["-device", device]
+        qmp_socket = qmp_path(plan)
+        if qmp_socket:
+            argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
         return argv
 
 

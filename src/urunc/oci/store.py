@@ -57,9 +57,11 @@ class Container:
         """``urunc``, ``runc`` (a directory we did not make) or ``missing``."""
         if os.path.exists(os.path.join(self.dir, STATE_FILE)):
             return "urunc"
-        if os.path.isdir(self.dir):
+        if os.path.exists(os.path.join(self.dir, "state.json")):
             return "runc"
-        return "missing"
+        # Neither record: a create (ours or runc's) killed before its first save;
+        # like runc, `delete --force` removes such a directory.
+        return "urunc" if os.path.isdir(self.dir) else "missing"
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)

@@ -35,7 +35,7 @@ class Plan(Record):
         "memory_mib", "vcpus",
         "args", "env", "cwd", "hostname",
         "netns", "uid", "gid", "additional_gids", "seccomp", "terminal",
-        "files",
+        "files", "devices",
     )
 
 
@@ -131,5 +131,7 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
         netns="none" if netns is None else netns,
         uid=spec.uid, gid=spec.gid, additional_gids=spec.additional_gids,
         seccomp=spec.has_seccomp, terminal=spec.terminal, files={},
+        devices={kind: name for kind, name in (("net", ucfg.get("netDevice")),
+                                               ("block", ucfg.get("blockDevice"))) if name},
     )
     return guest.prepare(plan)

@@ -1,0 +1,32 @@
+"""Mewz (a WebAssembly unikernel): ``ip=IP/PREFIX gateway=GW`` on QEMU, nothing else.
+
+Mewz ends by writing to QEMU's isa-debug-exit port and drives virtio-net in
+modern mode only, hence its extra device and virtio options.
+"""
+
+from __future__ import annotations
+
+from urunc.guests import Guest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urunc.unikernel.net import NetInfo
+    from urunc.unikernel.plan import Plan
+
+
+class Mewz(Guest):
+    name = "mewz"
+    monitors = frozenset({"qemu"})
+    storage: frozenset[str] = frozenset()
+    default_memory_mib = 256
+    qemu_machine = "pc"
+    qemu_devices = ("isa-debug-exit,iobase=0x501,iosize=2",)
+    qemu_virtio_opts = ",disable-legacy=on,disable-modern=off"
+
+    def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
+        if net is None:
+            return ""
+        return f"ip={net.cidr} gateway={net.gateway}"
+
+
+GUEST = Mewz()

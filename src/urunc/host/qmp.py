@@ -1,0 +1,105 @@
+"""A minimal QMP client: connect, read the greeting, ``qmp_capabilities``, one command.
+
+QEMU listens on ``<state dir>/qmp.sock`` (``-qmp unix:PATH,server=on,wait=off``).
+Only ``kill`` talks to it, to ask for an ACPI power-down on SIGTERM; anything
+unexpected (no socket, a dead QEMU, a slow answer) is a ``QmpError`` and the
+caller falls back to the plain signal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from urunc import _errors, _jsonlite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SOCKET_NAME = "qmp.sock"
+# sockaddr_un.sun_path holds 108 bytes with the terminating NUL; QEMU binds the path as given.
+MAX_SOCKET_PATH = 107
+TIMEOUT = 2.0
+_MAX_REPLY = 1 << 20
+
+
+class QmpError(_errors.HostError):
+    pass
+
+
+def socket_path(state_dir: str) -> str:
+    """Where QEMU listens for this container, or "" when the path is too long to bind."""
+    path = os.path.join(state_dir, SOCKET_NAME)
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else ""
+
+
+class Client:
+    """One QMP session; use as a context manager."""
+
+    __slots__ = ("_sock", "_buf", "path")
+
+    def __init__(self, path: str, timeout: float = TIMEOUT) -> None:
+        self.path = path
+        self._buf = b""
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(path)
+            greeting = self._read()
+            if "QMP" not in greeting:
+                raise QmpError(f"no qmp greeting on {path}")
+            self.execute("qmp_capabilities")
+        except OSError as exc:
+            self._sock.close()
+            raise QmpError(f"qmp on {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Send one command and return its ``return`` value (events are skipped)."""
+        message: dict[str, Any] = {"execute": command}
+        if arguments:
+            message["arguments"] = arguments
+        try:
+            self._sock.sendall(_jsonlite.dumps(message).encode() + b"\r\n")
+            while True:
+                reply = self._read()
+                if "return" in reply:
+                    return reply["return"]
+                if "error" in reply:
+                    error = reply["error"]
+                    desc = error.get("desc", error) if isinstance(error, dict) else error
+                    raise QmpError(f"qmp {command} failed: {desc}")
+        except OSError as exc:
+            raise QmpError(f"qmp {command} on {self.path}: {exc.strerror or exc}") from None
+
+    def _read(self) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise QmpError(f"qmp connection {self.path} closed")
+            self._buf += chunk
+            if len(self._buf) > _MAX_REPLY:
+                raise QmpError(f"qmp reply on {self.path} too long")
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            value = _jsonlite.loads(line)
+        except ValueError:
+            raise QmpError(f"malformed qmp reply on {self.path}") from None
+        if not isinstance(value, dict):
+            raise QmpError(f"malformed qmp reply on {self.path}")
+        return value
+
+
+def powerdown(path: str, timeout: float = TIMEOUT) -> None:
+    """Press the guest's ACPI power button; raises QmpError if QEMU did not accept it."""
+    with Client(path, timeout) as client:
+        client.execute("system_powerdown")

@@ -1,0 +1,88 @@
+"""OCI bundles for driving the urunc CLI directly, the way containerd's shim does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO_ELF = REPO / "build" / "hello" / "hello.elf"
+URUNC = os.environ.get("URUNC_BIN", "/usr/local/bin/urunc")
+
+HELLO_ANNOTATIONS = {
+    "com.urunc.unikernel.unikernelType": "unikraft",
+    "com.urunc.unikernel.hypervisor": "qemu",
+    "com.urunc.unikernel.binary": "/unikernel/hello.elf",
+}
+
+
+def base_spec(args: Sequence[str], *, annotations: dict[str, str] | None = None,
+              namespaces: Sequence[dict[str, str]] | None = None, env: Sequence[str] | None = None,
+              terminal: bool = False) -> dict[str, object]:
+    """A config.json like containerd writes (trimmed to what a runtime reads)."""
+    if namespaces is None:
+        namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": terminal,
+            "user": {"uid": 0, "gid": 0},
+            "args": list(args),
+            "env": list(env if env is not None else ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
+            "cwd": "/",
+        },
+        "root": {"path": "rootfs"},
+        "hostname": "urunc-test",
+        "annotations": dict(annotations or {}),
+        "linux": {"namespaces": list(namespaces), "resources": {}},
+    }
+
+
+def hello_bundle(path: Path, args: Sequence[str] = ("hello",), **kwargs: object) -> Path:
+    """A bundle of the sample unikernel, configured by spec annotations (plain text)."""
+    annotations = dict(HELLO_ANNOTATIONS)
+    annotations.update(kwargs.pop("annotations", None) or {})  # type: ignore[arg-type]
+    rootfs = path / "rootfs" / "unikernel"
+    rootfs.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(HELLO_ELF, rootfs / "hello.elf")
+    spec = base_spec(args, annotations=annotations, **kwargs)  # type: ignore[arg-type]
+    (path / "config.json").write_text(json.dumps(spec, indent=1))
+    return path
+
+
+def write_spec(bundle: Path, spec: dict[str, object]) -> None:
+    (bundle / "config.json").write_text(json.dumps(spec, indent=1))
+
+
+def urunc(root: Path, *args: str, check: bool = False, timeout: float = 30, **kwargs: object
+          ) -> subprocess.CompletedProcess[str]:
+    """Run the installed urunc with its own --root, capturing text output."""
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([URUNC, "--root", str(root), *args], text=True, check=check,
+                          timeout=timeout, **kwargs)  # type: ignore[call-overload]
+
+
+def leftovers(root: Path) -> list[str]:
+    """Everything urunc could have left behind under ROOT, by name."""
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir())
+
+
+def create(root: Path, bundle: Path, cid: str, *extra: str, console: Path | None = None,
+           pass_fds: Sequence[int] = ()) -> tuple[int, str]:
+    """``urunc create``: the init inherits the standard streams, so they go to a file
+    (``console``, default ``<bundle>/console.log``), not to a pipe we would wait on."""
+    console = console or bundle / "console.log"
+    with open(console, "ab") as sink:
+        start = sink.tell()
+        result = subprocess.run([URUNC, "--root", str(root), "create", "--bundle", str(bundle), *extra, cid],
+                                stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, timeout=30,
+                                check=False, pass_fds=tuple(pass_fds))
+    with open(console, "rb") as f:
+        f.seek(start)
+        return result.returncode, f.read().decode(errors="replace")
