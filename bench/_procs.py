@@ -7,8 +7,10 @@ import os
 import select
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -53,15 +55,29 @@ def reap_orphans() -> None:
 
 def timed_run(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 30.0,
               cwd: str | None = None) -> float:
-    """Wall time in ms of one command, which must exit 0 (stdout/stderr captured for errors)."""
-    t0 = time.monotonic_ns()
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=timeout, check=False)
-    t1 = time.monotonic_ns()
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: "
-                         f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
+    """Wall time in ms of one command, which must exit 0 (stderr kept in a file for errors)."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.monotonic_ns()
+        proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=err, timeout=timeout, check=False)
+        t1 = time.monotonic_ns()
+        if proc.returncode != 0:
+            raise BenchError(f"{' '.join(argv)} exited {proc.returncode}: {read_back(err)}")
     return (t1 - t0) / 1e6
+
+
+def run_quiet(argv: Sequence[str], **kwargs: Any) -> tuple[int, str]:
+    """Run to completion; stderr goes to a file, not a pipe: a container init forked by
+    `create` inherits it and would hold a pipe open long after `create` exits."""
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stderr=err, check=False, **kwargs)
+        return proc.returncode, read_back(err)
+
+
+def read_back(f: Any) -> str:
+    f.seek(0)
+    return f.read().decode(errors="replace").strip()[-500:]
 
 
 class LineWatch:

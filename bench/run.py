@@ -32,7 +32,7 @@ for _p in (str(REPO / "src"), str(REPO)):
 from bench import _report  # noqa: E402
 from bench._procs import (  # noqa: E402
     BenchError, LineWatch, become_subreaper, cmdline_of, exe_of, kill_quietly, memory_kib,
-    ppid_of, python_processes, reap, reap_orphans, timed_run,
+    ppid_of, python_processes, read_back, reap, reap_orphans, run_quiet, timed_run,
 )
 from bench._stats import pairwise, summary  # noqa: E402
 
@@ -82,7 +82,10 @@ class Bench:
         from urunc import guests, monitors
         from urunc.unikernel.plan import Plan
 
-        p = Plan.from_dict(plan)
+        # Same Plan, own state dir: the argv may name files there (QEMU's QMP socket).
+        self.floor_dir = self.work / "floor-state"
+        self.floor_dir.mkdir(mode=0o700)
+        p = Plan.from_dict(plan).replace(state_dir=str(self.floor_dir))
         self.floor_argv = monitors.get(p.monitor).argv(p, guests.get(p.guest), None)
 
     def unikernel_bundle(self, name: str, args: list[str]) -> str:
@@ -135,11 +138,10 @@ class Bench:
         return f"{prefix}-{self.seq}"
 
     def urunc(self, *args: str, stdout: Any = None, env: dict[str, str] | None = None) -> None:
-        proc = subprocess.run([self.opts.urunc, "--root", self.root, *args], env=env or self.env,
-                              stdin=subprocess.DEVNULL, stdout=stdout or subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=RUN_TIMEOUT, check=False)
-        if proc.returncode != 0:
-            raise BenchError(f"urunc {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
+        rc, err = run_quiet([self.opts.urunc, "--root", self.root, *args], env=env or self.env,
+                            stdout=stdout or subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+        if rc != 0:
+            raise BenchError(f"urunc {' '.join(args)}: {err}")
 
     def state_plan_accel(self, cid: str) -> None:
         try:
@@ -150,10 +152,13 @@ class Bench:
 
     def floor_once(self) -> tuple[float, float]:
         """The monitor by hand, same argv, env and cwd as the runtime's: first line, exit (ms)."""
+        for leftover in self.floor_dir.iterdir():
+            leftover.unlink()
         r, w = os.pipe()
+        err = tempfile.TemporaryFile()
         t0 = time.monotonic_ns()
         proc = subprocess.Popen(self.floor_argv, stdin=subprocess.DEVNULL, stdout=w,
-                                stderr=subprocess.DEVNULL, cwd="/", env=MONITOR_ENV)
+                                stderr=err, cwd="/", env=MONITOR_ENV)
         os.close(w)
         watch = LineWatch(r)
         try:
@@ -164,10 +169,11 @@ class Bench:
         finally:
             watch.close()
         if proc.returncode != 0 or b"bye" not in watch.buf:
-            raise BenchError(f"bare monitor failed ({proc.returncode}): {watch.buf[-200:]!r}")
+            raise BenchError(f"bare monitor failed ({proc.returncode}): {watch.buf[-200:]!r} {read_back(err)}")
+        err.close()
         return ms(watch.first_line_ns - t0), ms(watch.eof_ns - t0)
 
-    def _wait(self, proc: subprocess.Popen[bytes], watch: LineWatch, what: str) -> None:
+    def _wait(self, proc: subprocess.Popen[bytes], watch: LineWatch, what: str, err: Any = None) -> None:
         deadline = time.monotonic() + RUN_TIMEOUT
         while proc.poll() is None:
             watch.poll(0.001)
@@ -176,8 +182,7 @@ class Bench:
                 proc.wait()
                 raise BenchError(f"{what} did not finish within the timeout")
         if proc.returncode != 0:
-            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-            raise BenchError(f"{what} exited {proc.returncode}: {err}")
+            raise BenchError(f"{what} exited {proc.returncode}: {read_back(err) if err else ''}")
 
     def runtime_once(self, timestamps: str | None = None) -> dict[str, Any]:
         """urunc create + start on the hello bundle; the container's stdout is our pipe."""
@@ -187,17 +192,17 @@ class Bench:
         argv = [self.opts.urunc, "--root", self.root]
         r, w = os.pipe()
         watch = LineWatch(r)
+        err = tempfile.TemporaryFile()
         t0 = time.monotonic_ns()
         create = subprocess.Popen([*argv, "create", "--bundle", self.hello, "--pid-file", pid_file, cid],
-                                  stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE,
-                                  env=env, cwd=self.hello)
+                                  stdin=subprocess.DEVNULL, stdout=w, stderr=err, env=env, cwd=self.hello)
         os.close(w)
         try:
-            self._wait(create, watch, "urunc create")
+            self._wait(create, watch, "urunc create", err)
             t_created = time.monotonic_ns()
             start = subprocess.Popen([*argv, "start", cid], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-            self._wait(start, watch, "urunc start")
+                                     stdout=subprocess.DEVNULL, stderr=err, env=env)
+            self._wait(start, watch, "urunc start", err)
             t_started = time.monotonic_ns()
             if not watch.wait_eof(time.monotonic() + RUN_TIMEOUT):
                 raise BenchError("container did not exit within the timeout")
@@ -208,17 +213,14 @@ class Bench:
             self.state_plan_accel(cid)
         finally:
             watch.close()
+            err.close()
             self.urunc("delete", "--force", cid)
-            if create.stderr:
-                create.stderr.close()
         result = {
             "t0": t0, "create_pid": create.pid, "start_pid": start.pid,
             "created": t_created, "started": t_started,
             "first_line": watch.first_line_ns, "eof": watch.eof_ns,
             "first_line_ms": ms(watch.first_line_ns - t0), "exit_ms": ms(watch.eof_ns - t0),
         }
-        if start.stderr:
-            start.stderr.close()
         return result
 
     # -- sections ---------------------------------------------------------------------------
@@ -358,19 +360,19 @@ class Bench:
                     ctd.seen_ids.add(cid)
                     r, w = os.pipe()
                     watch = LineWatch(r)
+                    err = tempfile.TemporaryFile()
                     t0 = time.monotonic_ns()
                     proc = subprocess.Popen(
                         ctd.ctr_argv("run", "--rm", "--runtime", "io.containerd.urunc.v2", SAMPLE_IMAGE, cid),
-                        stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE)
+                        stdin=subprocess.DEVNULL, stdout=w, stderr=err)
                     os.close(w)
                     try:
-                        self._wait(proc, watch, "ctr run (urunc)")
+                        self._wait(proc, watch, "ctr run (urunc)", err)
                         t1 = time.monotonic_ns()
                         watch.wait_eof(time.monotonic() + 5)
                     finally:
                         watch.close()
-                        if proc.stderr:
-                            proc.stderr.close()
+                        err.close()
                     if b"bye" not in watch.buf:
                         raise BenchError(f"ctr run (urunc) printed {watch.buf[-200:]!r}")
                     return ms(t1 - t0), ms(watch.first_line_ns - t0)
@@ -419,21 +421,19 @@ class Bench:
                 watch = LineWatch(r)
                 t_spawn = time.monotonic_ns()
                 try:
-                    proc = subprocess.run([*base, "create", "--bundle", self.wait, "--pid-file", pid_file, cid],
-                                          stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE,
-                                          env=self.env, cwd=self.wait, timeout=RUN_TIMEOUT, check=False)
+                    rc, err = run_quiet([*base, "create", "--bundle", self.wait, "--pid-file", pid_file, cid],
+                                        stdout=w, env=self.env, cwd=self.wait, timeout=RUN_TIMEOUT)
                 finally:
                     os.close(w)
-                if proc.returncode != 0:
-                    failures.append(f"{cid} create: {proc.stderr.decode(errors='replace').strip()}")
+                if rc != 0:
+                    failures.append(f"{cid} create: {err}")
                     watch.close()
                     continue
                 pid = int(Path(pid_file).read_text())
                 containers.append((cid, pid, watch, t_spawn))
-                proc = subprocess.run([*base, "start", cid], stdin=subprocess.DEVNULL, capture_output=True,
-                                      env=self.env, timeout=RUN_TIMEOUT, check=False)
-                if proc.returncode != 0:
-                    failures.append(f"{cid} start: {proc.stderr.decode(errors='replace').strip()}")
+                rc, err = run_quiet([*base, "start", cid], env=self.env, timeout=RUN_TIMEOUT)
+                if rc != 0:
+                    failures.append(f"{cid} start: {err}")
             t_started = time.monotonic_ns()
             up: list[float] = []
             last = t_started

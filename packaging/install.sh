@@ -46,7 +46,7 @@ entry urunc-build urunc.image.cli main
 install -m 755 "$here/packaging/containerd-shim-urunc-v2" "$PREFIX/bin/containerd-shim-urunc-v2"
 ln -sfn "$PREFIX/bin/urunc" "$LIB/shim-bin/runc"
 
-for f in urunc-init; do
+for f in urunc-init vmlinux; do
   [ -f "$BUILD/linux/$f" ] && install -m 755 "$BUILD/linux/$f" "$LIB/guest/$f"
 done
 if [ -d "$BUILD/linux/modules" ]; then

@@ -10,6 +10,7 @@ one file name per line, dependencies first; OUT_DIR/deps has a
 .ko.gz, .ko.zst) are stored decompressed so the guest's init can hand them to
 finit_module without a decompressor. A NAME built into the kernel is skipped.
 """
+
 import gzip
 import lzma
 import os
@@ -32,7 +33,7 @@ def load(path: str) -> bytes:
 
 def modinfo(elf: bytes) -> dict[str, list[str]]:
     """The key=value strings of an ELF64 little-endian module's .modinfo."""
-    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    (shoff,) = struct.unpack_from("<Q", elf, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
 
     def section(i: int) -> tuple[int, int, int]:
@@ -61,9 +62,9 @@ def main() -> int:
     moddir, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
     paths: dict[str, str] = {}
     for root, _, files in os.walk(os.path.join(moddir, "kernel")):
-        for f in files:
-            if ".ko" in f:
-                paths[modname(f)] = os.path.join(root, f)
+        for fname in files:
+            if ".ko" in fname:
+                paths[modname(fname)] = os.path.join(root, fname)
     with open(os.path.join(moddir, "modules.builtin")) as f:
         builtin = {modname(line.strip()) for line in f if line.strip()}
 
@@ -111,8 +112,8 @@ def main() -> int:
     for old in os.listdir(out):
         os.unlink(os.path.join(out, old))
     for name in order:
-        with open(os.path.join(out, name + ".ko"), "wb") as f:
-            f.write(blobs[name])
+        with open(os.path.join(out, name + ".ko"), "wb") as ko:
+            ko.write(blobs[name])
     with open(os.path.join(out, "order"), "w") as f:
         f.write("".join(name + ".ko\n" for name in order))
     with open(os.path.join(out, "deps"), "w") as f:

@@ -8,6 +8,7 @@ by its magic. xz, lzma and gzip are decompressed with the stdlib; zstd, lz4,
 bzip2 and lzo fall back to the matching command-line tool.
 Usage: extract-vmlinux.py VMLINUZ OUT
 """
+
 import bz2
 import gzip
 import lzma
@@ -50,10 +51,8 @@ def main() -> int:
     pm_start = (setup_sects + 1) * 512
     payload_offset, payload_length = struct.unpack_from("<II", image, 0x248)
     payload = image[pm_start + payload_offset : pm_start + payload_offset + payload_length]
-    for magic, kind in MAGICS:
-        if payload.startswith(magic):
-            break
-    else:
+    kind = next((k for magic, k in MAGICS if payload.startswith(magic)), None)
+    if kind is None:
         print(f"extract-vmlinux: {src}: unknown payload magic {payload[:6].hex()}", file=sys.stderr)
         return 1
     elf = decompress(kind, payload)

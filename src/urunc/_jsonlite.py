@@ -48,6 +48,12 @@ def loads(text: str | bytes) -> Any:
         raise ValueError(f"expecting a value at char {exc.value}") from None
     except ValueError as exc:
         raise ValueError(str(exc)) from None
+    except SystemError:
+        # _json raises its syntax errors through json.decoder, found only once imported:
+        # import it on this error path alone, and scan again for the real message.
+        import json.decoder  # noqa: F401
+
+        return loads(text)
     while end < n and text[end] in _WS:
         end += 1
     if end != n:

@@ -55,6 +55,11 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
     container.create_dir()
     try:
         with container:
+            from urunc import guests
+
+            # Guest files (a Linux guest's initrd) live in the state dir, made only now.
+            plan = guests.get(plan.guest).prepare(plan)
+            _timestamps.mark("guest-prepared")
             container.record = {
                 "id": container_id, "status": CREATING, "pid": 0, "pid_start": None,
                 "bundle": spec.bundle, "rootfs": spec.rootfs, "created": store.rfc3339_now(),

@@ -30,6 +30,7 @@ def run(ctx: Context, args: Args) -> int:
         "annotations": {
             "io.urunc.guests": ",".join(guests.names()),
             "io.urunc.monitors": ",".join(monitors.names()),
+            "io.urunc.matrix": ",".join(f"{g}/{m}" for g, m in guests.matrix()),
         },
     }
     sys.stdout.write(_jsonlite.dumps(features, indent=2) + "\n")

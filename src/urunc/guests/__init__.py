@@ -34,7 +34,12 @@ class Guest:
     default_memory_mib = 64
     qemu_machine = "pc"
     qemu_devices: tuple[str, ...] = ()
+    qemu_extra: tuple[str, ...] = ()         # further QEMU arguments, element by element
     qemu_virtio_opts = ""                    # appended to QEMU's virtio-net/blk -device values
+
+    def default_kernel(self) -> str | None:
+        """A host kernel for images that carry none (Linux guests); None: the image must."""
+        return None
 
     def prepare(self, plan: Plan) -> Plan:
         """Create-time work (files in the state dir); returns the Plan, possibly extended."""
@@ -43,6 +48,9 @@ class Guest:
     def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
         """The kernel command line, one string (QEMU -append, Firecracker boot_args)."""
         raise NotImplementedError
+
+    def start_files(self, plan: Plan, net: NetInfo | None) -> None:
+        """Start-time work on files prepared at create, once the network is known."""
 
     def tender_args(self, plan: Plan, net: NetInfo | None) -> list[str]:
         """Arguments after the kernel path, each its own argv element (Solo5 tenders)."""

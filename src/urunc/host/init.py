@@ -52,6 +52,8 @@ def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_sock
             new_flags |= _spec.NAMESPACE_FLAGS[kind]
     if any(kind == "user" and not path for kind, path in namespaces):
         raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
+    # The init forks once more, in a new or a joined PID namespace (see _child).
+    forks_again = bool(new_flags & _spec.NAMESPACE_FLAGS["pid"]) or any(kind == "pid" for kind, _ in ns_fds)
     console = _console_pty(console_socket) if console_socket else None
     report_r, report_w = os.pipe()
     ack_r, ack_w = os.pipe()
@@ -80,8 +82,8 @@ def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_sock
         chunks.append(chunk)
     os.close(report_r)
     message = b"".join(chunks).decode(errors="replace")
-    if new_flags & _spec.NAMESPACE_FLAGS["pid"]:
-        os.waitpid(pid, 0)  # the intermediate child, which exits once PID 1 exists
+    if forks_again:
+        os.waitpid(pid, 0)  # the intermediate child, which exits once the init exists
     if message.startswith("pid "):
         init_pid = int(message[4:])
         try:
@@ -92,7 +94,7 @@ def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_sock
             os.close(ack_w)
         return init_pid
     os.close(ack_w)
-    if not new_flags & _spec.NAMESPACE_FLAGS["pid"]:
+    if not forks_again:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
@@ -149,6 +151,9 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
             os.dup2(console, fd)
         if console > 2:
             os.close(console)
+    # setns into a PID namespace moves only our children there, and a process whose
+    # children's PID namespace is not its own cannot create threads (the monitor must).
+    joined_pid = any(kind == "pid" for kind, _ in ns_fds)
     for kind, fd in ns_fds:
         syscalls.setns(fd, 0, f"{kind} namespace")
         os.close(fd)
@@ -157,7 +162,7 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
     if new_flags & _spec.NAMESPACE_FLAGS["mount"]:
         # Nothing this container mounts may propagate back to the host.
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
-    if new_flags & _spec.NAMESPACE_FLAGS["pid"]:
+    if new_flags & _spec.NAMESPACE_FLAGS["pid"] or joined_pid:
         pid = os.fork()
         if pid != 0:
             _report(report_w, f"pid {pid}")
@@ -172,11 +177,36 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
     _wait_and_exec(plan, fifo)
 
 
+def _exit_on_terminating_signals() -> None:
+    """Until it becomes the monitor, let the usual terminating signals end the init.
+
+    The init of a PID namespace receives only the signals it handles (SIGKILL
+    aside), so without handlers ``kill TERM`` of a created container would do
+    nothing; execve resets them for the monitor, and SIGWINCH stays ignored.
+    """
+    import _signal
+
+    def end(signum: int, frame: object) -> None:
+        os._exit(128 + signum)
+
+    for signum in (_signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
+                   _signal.SIGALRM, _signal.SIGTERM):
+        _signal.signal(signum, end)
+
+
 def _wait_and_exec(plan: Plan, fifo: str) -> None:
+    _exit_on_terminating_signals()
+    if plan.netns != "none":
+        from urunc.host import network
+
+        network.preload()  # while CNI runs, so that `start` does not pay the import
     _timestamps.mark("init-waiting")
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
     _timestamps.mark("init-released")
     try:
+        from urunc.host import identity
+
+        plan, granted, groups = identity.prepare(plan)  # as root: files the user cannot open
         argv = _prepare_start(plan)
         _timestamps.mark("argv-built")
         import _signal
@@ -185,10 +215,15 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         sys.stdout.flush()
         os.chdir("/")
-        # Only the standard streams and the fifo (closed by execve itself) reach the monitor.
-        os.closerange(3, fd)
-        os.closerange(fd + 1, 1 << 20)
+        # Only the standard streams, the fifo (closed by execve itself) and the
+        # fds granted to the monitor reach it.
+        low = 3
+        for keep in sorted({fd, *granted}):
+            os.closerange(low, keep)
+            low = keep + 1
+        os.closerange(low, 1 << 20)
         _timestamps.mark("init-exec")
+        identity.drop(plan.uid, plan.gid, groups)
         os.execve(argv[0], argv, MONITOR_ENV)
     except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code
         message = str(exc) if isinstance(exc, _errors.UruncError) else f"{type(exc).__name__}: {exc}"
@@ -202,8 +237,10 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
 def _prepare_start(plan: Plan) -> list[str]:
     """Start-time work inside the container's namespaces: network, then the monitor's argv."""
     from urunc import guests, monitors
+    from urunc.host import network
 
     guest = guests.get(plan.guest)
     monitor = monitors.get(plan.monitor)
-    net = None
+    net = network.setup(plan)
+    guest.start_files(plan, net)
     return monitor.argv(plan, guest, net)

@@ -105,6 +105,7 @@ def write_initrd(
     extra: Sequence[InitrdEntry] = (),
     *,
     compress: bool = False,
+    exclude: Sequence[Path] = (),
 ) -> None:
     """Write the newc archive of ``rootfs`` overlaid with ``extra`` to ``out``.
 
@@ -115,8 +116,10 @@ def write_initrd(
     if rootfs is not None:
         if not rootfs.is_dir():
             raise HostError(f"initrd rootfs {rootfs} is not a directory")
+        skipped = {os.fsencode(p) for p in exclude}
         for m in _walk(os.fsencode(rootfs), b""):
-            members[m.name] = m
+            if m.source is None or m.source not in skipped:
+                members[m.name] = m
     for m in _extra_members(extra):
         members[m.name] = m
 
@@ -177,13 +180,7 @@ def urunc_init_entries(
         InitrdEntry.file("/.urunc/cwd", os.fsencode(cwd)),
     ]
     if net:
-        lines = []
-        for key, value in net.items():
-            for v in [value] if isinstance(value, str) else value:
-                if "\n" in v or "\n" in key or "=" in key:
-                    raise ValueError(f"bad guest network setting {key}={v!r}")
-                lines.append(f"{key}={v}\n")
-        entries.append(InitrdEntry.file("/.urunc/net", "".join(lines).encode()))
+        entries.extend(net_entries(net))
     if hostname:
         entries.append(InitrdEntry.file("/.urunc/hostname", hostname.encode()))
     if user is not None:
@@ -211,6 +208,38 @@ def urunc_init_entries(
             InitrdEntry.copy(f"/.urunc/modules/{n}", modules / n, 0o644) for n in order
         )
     return entries
+
+
+def net_entries(net: Mapping[str, str | Sequence[str]]) -> list[InitrdEntry]:
+    """``/.urunc/net``: ``key=value`` lines, repeatable keys given as lists."""
+    lines = []
+    for key, value in net.items():
+        for v in [value] if isinstance(value, str) else value:
+            if "\n" in v or "\n" in key or "=" in key:
+                raise ValueError(f"bad guest network setting {key}={v!r}")
+            lines.append(f"{key}={v}\n")
+    return [InitrdEntry.file("/.urunc/net", "".join(lines).encode())]
+
+
+def append_entries(initrd: Path, extra: Sequence[InitrdEntry]) -> None:
+    """Append a second archive holding EXTRA to INITRD.
+
+    The kernel unpacks concatenated newc archives in order (later entries win),
+    each starting on a 4-byte boundary after zero padding: what ``start`` adds
+    once the network is known costs a few hundred bytes, not a rewrite.
+    """
+    small = initrd.with_name(initrd.name + ".append")
+    write_initrd(small, None, extra)
+    try:
+        data = small.read_bytes()
+    finally:
+        small.unlink()
+    fd = os.open(initrd, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        os.write(fd, b"\0" * (-size % 4) + data)
+    finally:
+        os.close(fd)
 
 
 def _module_closure(modules: Path, names: Sequence[str]) -> set[str]:

@@ -11,7 +11,8 @@ an 8-byte boundary (the descriptor's internal alignment), and reads::
 ``version`` is 1; entry 0 is ``MFT_RESERVED_FIRST`` with an empty name; types
 1 and 2 are ``BLOCK_BASIC`` and ``NET_BASIC``. The entry size is derived from
 the descriptor size rather than assumed (104 bytes on LP64 upstream; forks
-that add device types grow the union), so only ``name`` and ``type`` are read.
+that add device types grow the union), must be a multiple of 8, and only
+``name`` and ``type`` are read.
 The tender refuses to start unless every declared device is attached.
 """
 
@@ -130,7 +131,7 @@ def _decode(body: bytes, order: str, path: str) -> Manifest:
     if not 1 <= entries <= MFT_MAX_ENTRIES:
         raise _bad(path, f"{entries} entries (allowed 1..{MFT_MAX_ENTRIES})")
     stride, rest = divmod(len(body) - 8, entries)
-    if rest or stride < MFT_NAME_SIZE + 4:
+    if rest or stride < MFT_NAME_SIZE + 4 or stride % 8:   # entries hold 8-byte members
         raise _bad(path, f"{len(body) - 8} bytes of entries do not hold {entries} entries")
     devices: list[Device] = []
     for i in range(entries):

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "qemu": "urunc.monitors.qemu",
+    "firecracker": "urunc.monitors.firecracker",
+    "hvt": "urunc.monitors.hvt",
+    "spt": "urunc.monitors.spt",
 }
 
 
@@ -39,6 +42,12 @@ class Monitor:
 
     def choose_accel(self, cfg: Config) -> str:
         return ""
+
+    def require_kvm(self) -> str:
+        """For monitors that only run on KVM: fail at create when /dev/kvm is unusable."""
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise _errors.PlanError(f"monitor {self.name} needs kvm but /dev/kvm is not usable")
+        return "kvm"
 
     def argv(self, plan: Plan, guest: Guest, net: NetInfo | None) -> list[str]:
         raise NotImplementedError

@@ -77,13 +77,18 @@ class Qemu(Monitor):
         virtio = "device" if guest.qemu_machine.startswith("microvm") else "pci"
         if net is not None:
             argv += ["-netdev", f"tap,id=n0,ifname={net.tap},script=no,downscript=no,vhost=off",
-                     "-device", f"virtio-net-{virtio},netdev=n0,mac={net.mac}"]
+                     "-device", f"virtio-net-{virtio},netdev=n0,mac={net.mac}{guest.qemu_virtio_opts}"]
         block = plan.files.get("block") or plan.block
         if block:
+            if plan.files.get("block_fd"):  # a disk the monitor's user cannot open: an fd from the init
+                argv += ["-add-fd", f"fd={plan.files['block_fd']},set=1"]
             argv += ["-drive", f"file={_escape_opt(block)},if=none,id=d0,format=raw",
-                     "-device", f"virtio-blk-{virtio},drive=d0"]
+                     "-device", f"virtio-blk-{virtio},drive=d0{guest.qemu_virtio_opts}"]
         for device in guest.qemu_devices:
             argv += ["-device", device]
+        argv += guest.qemu_extra
+        if plan.seccomp:
+            argv += ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
         qmp_socket = qmp_path(plan)
         if qmp_socket:
             argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]

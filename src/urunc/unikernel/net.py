@@ -9,6 +9,13 @@ class NetInfo(Record):
     """eth0's address as the guest must take it over, and the tap the monitor attaches."""
 
     __slots__ = ("ip", "prefix", "gateway", "mac", "dns", "tap", "hostname")
+    ip: str
+    prefix: int
+    gateway: str
+    mac: str
+    dns: str
+    tap: str
+    hostname: str
 
     @property
     def mask(self) -> str:

@@ -37,6 +37,34 @@ class Plan(Record):
         "netns", "uid", "gid", "additional_gids", "seccomp", "terminal",
         "files", "devices",
     )
+    # Field types, for the type checker only (annotations create no class attributes).
+    container_id: str
+    bundle: str
+    rootfs: str
+    state_dir: str
+    guest: str
+    monitor: str
+    monitor_path: str
+    accel: str
+    kernel: str
+    initrd: str
+    block: str
+    block_mountpoint: str
+    version: str
+    memory_mib: int
+    vcpus: int
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    hostname: str
+    netns: str
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...]
+    seccomp: bool
+    terminal: bool
+    files: dict[str, str]
+    devices: dict[str, str]
 
 
 def memory_mib(limit_bytes: int | None, default_mib: int) -> int:
@@ -91,11 +119,16 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
     monitor_path = monitor.find_binary(cfg)
 
     binary = ucfg.get("binary")
-    if not binary:
-        raise _errors.BundleError("missing com.urunc.unikernel.binary (the kernel path in the rootfs)")
     if not os.path.isdir(spec.rootfs):
         raise _errors.BundleError(f"rootfs {spec.rootfs} is not a directory")
-    kernel = _rootfs.regular_file(spec.rootfs, binary, "kernel", MAX_KERNEL_BYTES)
+    if binary:
+        kernel = _rootfs.regular_file(spec.rootfs, binary, "kernel", MAX_KERNEL_BYTES)
+    else:
+        # Linux guests may boot the host's kernel: an ordinary image carries none.
+        host_kernel = guest.default_kernel()
+        if host_kernel is None:
+            raise _errors.BundleError("missing com.urunc.unikernel.binary (the kernel path in the rootfs)")
+        kernel = host_kernel
 
     initrd = ""
     if ucfg.get("initrd"):
@@ -134,4 +167,4 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
         devices={kind: name for kind, name in (("net", ucfg.get("netDevice")),
                                                ("block", ucfg.get("blockDevice"))) if name},
     )
-    return guest.prepare(plan)
+    return plan

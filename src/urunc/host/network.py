@@ -1,0 +1,496 @@
+"""The guest's network at ``start``: eth0's address for the guest, a tap for the monitor.
+
+Inside the container's network namespace (the init has joined it), CNI left an
+``eth0``; the guest takes it over through a tap and two tc redirects:
+
+    peer ──▶ eth0 ─ingress: u32 match-all, mirred egress redirect─▶ tap ──▶ monitor ──▶ guest
+    peer ◀── eth0 ◀─ingress: u32 match-all, mirred egress redirect─ tap ◀── monitor ◀── guest
+
+Decisions:
+
+- **eth0 keeps its address.** Once eth0's ingress is redirected the namespace's
+  own stack receives nothing on it, so the address answers nothing there; left
+  in place, eth0 stays exactly as CNI made it (CNI DEL and status checks find
+  it unchanged, and there is nothing to restore). The guest gets the same IP,
+  prefix and gateway *and eth0's MAC*, so frames the peers address to eth0 are
+  the guest's, and their neighbour caches stay valid. (The Go urunc does the
+  same.)
+- **No eth0** (``ctr run`` without ``--cni``): ``setup`` returns None and the
+  guest boots without network; so does an eth0 with no IPv4 address.
+- **Host networking** (no network namespace in the spec, ``plan.netns ==
+  "none"``): nothing is ever attached to the host's interfaces; the guest boots
+  without network and a warning goes to the log.
+- **One unikernel per namespace.** eth0's ingress can be redirected to one tap
+  only: a second container in the namespace finds eth0's ingress qdisc taken
+  and fails at ``start`` with a message naming it, before creating anything;
+  the first container is untouched.
+- **Write-ahead record.** The tap is created non-persistent (it dies with our
+  file descriptor), recorded with its ifindex in ``resources.json``, and only
+  then made persistent; eth0's ingress qdisc is recorded as soon as it exists.
+  :func:`release` (``delete``, and every failure path) removes exactly what the
+  record names, in the namespace it names (checked by inode), and only when
+  the interface there still has the recorded ifindex, name and kind ``tun``:
+  a foreign interface named like our tap is never touched. Nothing is found
+  by a name pattern. When the runtime created the namespace itself (``ctr
+  run --cni`` runs CNI on ``/proc/PID/ns/net``), the record names that path:
+  the namespace ends with the monitor, taking the tap with it, and release
+  finds it gone (a reused PID is caught by the inode check).
+- **Cheap import.** pyroute2's package ``__init__`` imports all of pyroute2
+  (~150-180 ms here); :func:`_rtnl` loads only the rtnetlink socket and message
+  modules (~65 ms) without running it, and the init preloads them while it
+  waits for ``start`` (:func:`preload`), so ``start`` does not pay it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from urunc import _errors, _jsonlite, _log
+from urunc.unikernel.net import NetInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from urunc.unikernel.plan import Plan
+
+ETH = "eth0"
+RESOURCES_FILE = "resources.json"  # the same file urunc.lifecycle releases at delete
+TUN_DEVICE = "/dev/net/tun"
+# <linux/if_tun.h>
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_TUN_EXCL = 0x8000  # fail with EBUSY if the name exists: never attach to a foreign tap
+IFNAMSIZ = 16
+CLONE_NEWNET = 0x40000000
+ETH_P_ALL = 0x0003
+TC_H_INGRESS = 0xFFFFFFF1
+INGRESS_HANDLE = 0xFFFF0000
+FILTER_PRIO = 1
+
+
+# ── pure helpers ─────────────────────────────────────────────────────────────
+
+def tap_name(container_id: str) -> str:
+    """The container's tap: unique per container ID, at most 15 characters."""
+    import zlib
+
+    return f"tap{zlib.crc32(container_id.encode()):08x}"
+
+
+def parse_resolv_conf(text: str) -> str:
+    """The first IPv4 ``nameserver`` of a resolv.conf, or ""."""
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver" and is_ipv4(words[1]):
+            return words[1]
+    return ""
+
+
+def is_ipv4(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def resolv_conf_source(config: Any, rootfs: str) -> str | None:
+    """Where the container's /etc/resolv.conf comes from: a bind mount in config.json, else the rootfs."""
+    mounts = config.get("mounts") if isinstance(config, dict) else None
+    for mount in reversed(mounts if isinstance(mounts, list) else []):  # the last mount wins
+        if isinstance(mount, dict) and mount.get("destination") == "/etc/resolv.conf":
+            source = mount.get("source")
+            return source if isinstance(source, str) and source.startswith("/") else None
+    from urunc.unikernel import rootfs as _rootfs
+
+    try:
+        return _rootfs.resolve(rootfs, "/etc/resolv.conf", "resolv.conf")
+    except _errors.UruncError:
+        return None
+
+
+def container_dns(plan: Plan) -> str:
+    try:
+        with open(os.path.join(plan.bundle, "config.json"), "rb") as f:
+            config = _jsonlite.loads(f.read())
+    except (OSError, ValueError):
+        config = {}
+    source = resolv_conf_source(config, plan.rootfs)
+    if source is None:
+        return ""
+    try:
+        with open(source, "rb") as f:
+            return parse_resolv_conf(f.read(65536).decode(errors="replace"))
+    except OSError:
+        return ""
+
+
+# ── the resources record ─────────────────────────────────────────────────────
+
+def _load_resources(state_dir: str) -> list[Any]:
+    try:
+        with open(os.path.join(state_dir, RESOURCES_FILE), "rb") as f:
+            resources = _jsonlite.loads(f.read())
+    except FileNotFoundError:
+        return []
+    except ValueError:
+        raise _errors.HostError(f"corrupt {RESOURCES_FILE} in {state_dir}") from None
+    return resources if isinstance(resources, list) else []
+
+
+def _save_resources(state_dir: str, resources: list[Any]) -> None:
+    path = os.path.join(state_dir, RESOURCES_FILE)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        # Atomic against our own death (rename); no fsync: what the record names dies with the host.
+        os.write(fd, _jsonlite.dumps(resources).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _record(state_dir: str, entry: dict[str, Any], index: int | None) -> int:
+    """Append ENTRY (index None) or rewrite it at INDEX; return its index."""
+    resources = _load_resources(state_dir)
+    if index is None:
+        resources.append(entry)
+        index = len(resources) - 1
+    else:
+        resources[index] = entry
+    _save_resources(state_dir, resources)
+    return index
+
+
+# ── netlink ──────────────────────────────────────────────────────────────────
+
+def _rtnl() -> Any:
+    """pyroute2's rtnetlink modules, without running its package ``__init__``.
+
+    That ``__init__`` imports every pyroute2 module (~150-180 ms here); a bare
+    package object with the right ``__path__`` lets the submodules import alone.
+    """
+    import sys
+
+    if "pyroute2" not in sys.modules:
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec("pyroute2")
+        if spec is None or not spec.submodule_search_locations:
+            raise _errors.HostError("pyroute2 is not installed")
+        package = type(sys)("pyroute2")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["pyroute2"] = package
+    from pyroute2.netlink.rtnl import iprsocket
+
+    return iprsocket
+
+
+def preload() -> None:
+    """Import the netlink code now (the init calls this while it waits for ``start``)."""
+    try:
+        _rtnl()
+        _msgs()
+    except Exception:  # noqa: BLE001 - setup reports the real error later, if it runs
+        pass
+
+
+def _msgs() -> Any:
+    from pyroute2 import netlink
+    from pyroute2.netlink import rtnl
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+    from pyroute2.netlink.rtnl.tcmsg import common_act, tcmsg
+
+    from types import SimpleNamespace
+
+    return SimpleNamespace(nl=netlink, rtnl=rtnl, NetlinkError=NetlinkError, ifaddrmsg=ifaddrmsg,
+                           ifinfmsg=ifinfmsg, rtmsg=rtmsg, tcmsg=tcmsg, common_act=common_act)
+
+
+class _Rtnl:
+    """A route-netlink socket in the namespace current when it was opened, with the few calls we need."""
+
+    def __init__(self) -> None:
+        self.sock = _rtnl().IPRSocket()
+        self.m = _msgs()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> _Rtnl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, msg: Any, msg_type: int, flags: int) -> list[Any]:
+        try:
+            return list(self.sock.nlm_request(msg, msg_type, flags))
+        except self.m.NetlinkError as exc:
+            raise _errors.HostError(f"netlink: {os.strerror(exc.code) if exc.code > 0 else exc}") from None
+
+    def _dump(self, msg: Any, msg_type: int) -> list[Any]:
+        return self._request(msg, msg_type, self.m.nl.NLM_F_REQUEST | self.m.nl.NLM_F_DUMP)
+
+    def _do(self, msg: Any, msg_type: int, extra: int = 0) -> None:
+        self._request(msg, msg_type, self.m.nl.NLM_F_REQUEST | self.m.nl.NLM_F_ACK | extra)
+
+    def links(self) -> list[Any]:
+        msg = self.m.ifinfmsg()
+        msg["family"] = 0
+        return self._dump(msg, self.m.rtnl.RTM_GETLINK)
+
+    def link(self, index: int) -> Any | None:
+        msg = self.m.ifinfmsg()
+        msg["family"] = 0
+        msg["index"] = index
+        try:
+            found = self._request(msg, self.m.rtnl.RTM_GETLINK, self.m.nl.NLM_F_REQUEST)
+        except _errors.HostError:
+            return None
+        return found[0] if found else None
+
+    def link_by_name(self, name: str) -> Any | None:
+        for link in self.links():
+            if link.get_attr("IFLA_IFNAME") == name:
+                return link
+        return None
+
+    def set_link(self, index: int, up: bool, mtu: int | None = None) -> None:
+        msg = self.m.ifinfmsg()
+        msg["family"] = 0
+        msg["index"] = index
+        msg["change"] = 1  # IFF_UP
+        msg["flags"] = 1 if up else 0
+        if mtu:
+            msg["attrs"].append(["IFLA_MTU", mtu])
+        self._do(msg, self.m.rtnl.RTM_NEWLINK)
+
+    def del_link(self, index: int) -> None:
+        msg = self.m.ifinfmsg()
+        msg["family"] = 0
+        msg["index"] = index
+        self._do(msg, self.m.rtnl.RTM_DELLINK)
+
+    def ipv4_address(self, index: int) -> tuple[str, int] | None:
+        msg = self.m.ifaddrmsg()
+        msg["family"] = 2  # AF_INET
+        for addr in self._dump(msg, self.m.rtnl.RTM_GETADDR):
+            if addr["index"] == index and addr["family"] == 2:
+                return addr.get_attr("IFA_ADDRESS") or addr.get_attr("IFA_LOCAL"), addr["prefixlen"]
+        return None
+
+    def default_gateway(self, index: int) -> str:
+        msg = self.m.rtmsg()
+        msg["family"] = 2
+        for route in self._dump(msg, self.m.rtnl.RTM_GETROUTE):
+            if (route["dst_len"] == 0 and route["table"] == 254 and route.get_attr("RTA_GATEWAY")
+                    and route.get_attr("RTA_OIF") in (index, None)):
+                return str(route.get_attr("RTA_GATEWAY"))
+        return ""
+
+    def qdiscs(self, index: int) -> list[Any]:
+        msg = self.m.tcmsg()
+        msg["index"] = index
+        return [q for q in self._dump(msg, self.m.rtnl.RTM_GETQDISC) if q["index"] == index]
+
+    def has_ingress(self, index: int) -> bool:
+        return any(q["parent"] == TC_H_INGRESS or q.get_attr("TCA_KIND") in ("ingress", "clsact")
+                   for q in self.qdiscs(index))
+
+    def add_ingress(self, index: int) -> None:
+        msg = self.m.tcmsg()
+        msg["index"] = index
+        msg["handle"] = INGRESS_HANDLE
+        msg["parent"] = TC_H_INGRESS
+        msg["attrs"].append(["TCA_KIND", "ingress"])
+        self._do(msg, self.m.rtnl.RTM_NEWQDISC, self.m.nl.NLM_F_CREATE | self.m.nl.NLM_F_EXCL)
+
+    def del_ingress(self, index: int) -> None:
+        msg = self.m.tcmsg()
+        msg["index"] = index
+        msg["handle"] = INGRESS_HANDLE
+        msg["parent"] = TC_H_INGRESS
+        msg["attrs"].append(["TCA_KIND", "ingress"])
+        self._do(msg, self.m.rtnl.RTM_DELQDISC)
+
+    def redirect_all(self, index: int, to_index: int) -> None:
+        """``tc filter add dev INDEX parent ffff: protocol all prio 1 u32 match u32 0 0
+        action mirred egress redirect dev TO_INDEX``"""
+        import socket
+
+        msg = self.m.tcmsg()
+        msg["index"] = index
+        msg["handle"] = 0
+        msg["parent"] = INGRESS_HANDLE
+        msg["info"] = socket.htons(ETH_P_ALL) | (FILTER_PRIO << 16)
+        action = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": to_index}
+        opts = {"attrs": [["TCA_U32_ACT", self.m.common_act.get_tca_action({"action": action})],
+                          ["TCA_U32_SEL", {"keys": ["0x0/0x0+0"]}]]}
+        msg["attrs"].append(["TCA_KIND", "u32"])
+        msg["attrs"].append(["TCA_OPTIONS", opts])
+        self._do(msg, self.m.rtnl.RTM_NEWTFILTER, self.m.nl.NLM_F_CREATE | self.m.nl.NLM_F_EXCL)
+
+    def redirect_targets(self, index: int) -> list[int]:
+        """The ifindexes the ingress filters of INDEX redirect to (u32 + mirred)."""
+        msg = self.m.tcmsg()
+        msg["index"] = index
+        msg["parent"] = INGRESS_HANDLE
+        targets = []
+        for filt in self._dump(msg, self.m.rtnl.RTM_GETTFILTER):
+            options = filt.get_attr("TCA_OPTIONS")
+            acts = options.get_attr("TCA_U32_ACT") if options is not None and hasattr(options, "get_attr") else None
+            for _, act in (acts["attrs"] if acts is not None else []):
+                if act.get_attr("TCA_ACT_KIND") == "mirred":
+                    parms = act.get_attr("TCA_ACT_OPTIONS").get_attr("TCA_MIRRED_PARMS")
+                    targets.append(parms["ifindex"])
+        return targets
+
+
+def _netns_id(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino]
+
+
+def _create_tap(name: str) -> int:
+    """A new, not yet persistent tap; returns the fd that keeps it alive."""
+    import fcntl
+    import struct
+
+    fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack(f"{IFNAMSIZ}sH", name.encode(), IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL))
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == 16:  # EBUSY: the name exists
+            raise _errors.HostError(f"cannot create tap {name}: an interface of that name exists") from None
+        raise _errors.HostError(f"cannot create tap {name}: {exc.strerror}") from None
+    return fd
+
+
+# ── setup and release ────────────────────────────────────────────────────────
+
+def setup(plan: Plan) -> NetInfo | None:
+    """Give the guest eth0's network through a new tap; None when there is no network to give."""
+    if plan.netns == "none":
+        _log.warning(f"container {plan.container_id} has no network namespace (host networking): "
+                     "the guest boots without network")
+        return None
+    with _Rtnl() as nl:
+        eth = nl.link_by_name(ETH)
+        if eth is None:
+            return None
+        eth_index = eth["index"]
+        address = nl.ipv4_address(eth_index)
+        if address is None:
+            _log.warning(f"{ETH} of container {plan.container_id} has no IPv4 address: "
+                         "the guest boots without network")
+            return None
+        if nl.has_ingress(eth_index):
+            names = []
+            for target in nl.redirect_targets(eth_index):
+                link = nl.link(target)
+                names.append(link.get_attr("IFLA_IFNAME") if link is not None else f"ifindex {target}")
+            detail = f" redirecting to {', '.join(names)}" if names else ""
+            raise _errors.HostError(
+                f"{ETH} in network namespace {plan.netns or 'of the container'} already has an ingress qdisc"
+                f"{detail}: one unikernel per network namespace")
+        gateway = nl.default_gateway(eth_index)
+        mac = eth.get_attr("IFLA_ADDRESS")
+        mtu = eth.get_attr("IFLA_MTU")
+        name = tap_name(plan.container_id)
+        netns = plan.netns or f"/proc/{os.getpid()}/ns/net"
+        entry: dict[str, Any] = {
+            "kind": "tap", "netns": netns, "netns_id": _netns_id("/proc/self/ns/net"),
+            "name": name, "ifindex": 0, "eth": ETH, "eth_ifindex": eth_index, "eth_ingress": False,
+        }
+        fd = _create_tap(name)
+        index: int | None = None
+        try:
+            import socket
+
+            entry["ifindex"] = socket.if_nametoindex(name)
+            index = _record(plan.state_dir, entry, None)
+            import fcntl
+
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)
+        except BaseException:
+            os.close(fd)  # the tap is not persistent yet: it goes with this fd
+            if index is not None:
+                _release_in(nl, entry)
+            raise
+        os.close(fd)
+        try:
+            nl.set_link(entry["ifindex"], up=True, mtu=mtu)
+            nl.add_ingress(entry["ifindex"])
+            nl.redirect_all(entry["ifindex"], eth_index)
+            entry["eth_ingress"] = True  # write-ahead: eth0 had no ingress qdisc a moment ago
+            _record(plan.state_dir, entry, index)
+            try:
+                nl.add_ingress(eth_index)
+            except _errors.HostError:
+                entry["eth_ingress"] = False  # someone else's, added in between: not ours to remove
+                _record(plan.state_dir, entry, index)
+                raise
+            nl.redirect_all(eth_index, entry["ifindex"])
+        except BaseException:
+            _release_in(nl, entry)
+            raise
+    return NetInfo(ip=address[0], prefix=address[1], gateway=gateway, mac=mac,
+                   dns=container_dns(plan), tap=name, hostname=plan.hostname)
+
+
+def release(resource: dict[str, Any]) -> None:
+    """Remove what RESOURCE records, in its namespace, if that is still the one we used."""
+    from urunc.host import syscalls
+
+    path = resource.get("netns") or ""
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # the namespace is gone, and our interfaces with it
+    except OSError as exc:
+        raise _errors.HostError(f"cannot open network namespace {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(target)
+        if [st.st_dev, st.st_ino] != list(resource.get("netns_id") or []):
+            return  # not the namespace we used (a /proc/PID path whose PID was reused)
+        own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # A netlink socket stays in the namespace it was opened in: open it there, come back.
+            syscalls.setns(target, CLONE_NEWNET, f"network namespace {path}")
+            try:
+                nl = _Rtnl()
+            finally:
+                syscalls.setns(own, CLONE_NEWNET, "own network namespace")
+        finally:
+            os.close(own)
+    finally:
+        os.close(target)
+    with nl:
+        _release_in(nl, resource)
+
+
+def _release_in(nl: _Rtnl, resource: dict[str, Any]) -> None:
+    tap_index = resource.get("ifindex") or 0
+    tap = nl.link(tap_index) if tap_index else None
+    ours = (tap is not None and tap.get_attr("IFLA_IFNAME") == resource.get("name")
+            and _link_kind(tap) == "tun")
+    eth_index = resource.get("eth_ifindex") or 0
+    if resource.get("eth_ingress") and eth_index:
+        eth = nl.link(eth_index)
+        # Only our qdisc: eth0's ingress must redirect nowhere but to our tap.
+        if eth is not None and eth.get_attr("IFLA_IFNAME") == resource.get("eth") and nl.has_ingress(eth_index):
+            if all(t == tap_index for t in nl.redirect_targets(eth_index)):
+                nl.del_ingress(eth_index)
+    if ours:
+        nl.del_link(tap_index)  # its own qdisc and filter go with it
+
+
+def _link_kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None

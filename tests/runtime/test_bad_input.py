@@ -1,0 +1,235 @@
+"""Hostile images and bad input: every case fails `create` cleanly.
+
+Each case writes a bundle of the sample guest, breaks one thing, and runs the
+installed `urunc --root <tmp> create`. It must exit non-zero with exactly one
+line on stderr starting with `urunc: `, and leave nothing behind: no state
+dir, no process or mount naming the container, no cgroup, no new network link.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bundles import URUNC, hello_bundle
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PREFIX = "com.urunc.unikernel."
+
+
+def b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def spec_of(bundle: Path) -> dict:
+    return json.loads((bundle / "config.json").read_text())
+
+
+def edit_spec(fn: Callable[[dict], None]) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        spec = spec_of(bundle)
+        fn(spec)
+        (bundle / "config.json").write_text(json.dumps(spec))
+    return apply
+
+
+def annotate(**values: str) -> Callable[[Path], None]:
+    return edit_spec(lambda s: s["annotations"].update({PREFIX + k: v for k, v in values.items()}))
+
+
+def resources(res: dict) -> Callable[[Path], None]:
+    return edit_spec(lambda s: s["linux"].__setitem__("resources", res))
+
+
+def urunc_json(content: bytes | dict, annotations: bool = False) -> Callable[[Path], None]:
+    """Move the unikernel settings into /urunc.json (or keep spec annotations too)."""
+    def apply(bundle: Path) -> None:
+        if not annotations:
+            edit_spec(lambda s: s.__setitem__("annotations", {}))(bundle)
+        data = content if isinstance(content, bytes) else json.dumps(content).encode()
+        (bundle / "rootfs" / "urunc.json").write_bytes(data)
+    return apply
+
+
+GOOD_JSON = {PREFIX + "unikernelType": b64("unikraft"), PREFIX + "hypervisor": b64("qemu")}
+
+
+def kernel_as(kind: str) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        k = bundle / "rootfs" / "unikernel" / "hello.elf"
+        k.unlink()
+        if kind == "dir":
+            k.mkdir()
+        elif kind == "rel-escape":
+            k.symlink_to("../../../../../../../../etc/passwd")
+        elif kind == "abs-outside":
+            k.symlink_to("/etc/hostname")  # read as <rootfs>/etc/hostname: absent there
+        elif kind == "loop":
+            k.symlink_to("hello.elf")
+        elif kind == "huge":
+            with open(k, "wb") as f:
+                f.truncate(1024 * 1024 * 1024 + 1)  # sparse: costs no disk
+        elif kind == "fifo":
+            os.mkfifo(k)
+    return apply
+
+
+def write_config(text: str) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        (bundle / "config.json").write_text(text)
+    return apply
+
+
+def remove(rel: str) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        p = bundle / rel
+        if p.is_dir():
+            import shutil
+
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    return apply
+
+
+def urunc_toml(text: str) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        (bundle / "urunc.toml").write_text(text)
+    return apply
+
+
+def both(*fns: Callable[[Path], None]) -> Callable[[Path], None]:
+    def apply(bundle: Path) -> None:
+        for fn in fns:
+            fn(bundle)
+    return apply
+
+
+CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+    # annotations
+    "unknown-guest-type": (annotate(unikernelType="nosuch"), "unknown guest type"),
+    "unknown-monitor": (annotate(hypervisor="nosuch"), "unknown monitor"),
+    "unsupported-pair": (annotate(hypervisor="hvt"), "does not run on monitor"),
+    "no-binary": (edit_spec(lambda s: s["annotations"].pop(PREFIX + "binary")), "binary"),
+    "no-type": (edit_spec(lambda s: s["annotations"].pop(PREFIX + "unikernelType")), "unikerneltype"),
+    "nul-in-annotation": (annotate(binary="/unikernel/hello.elf\0x"), "nul"),
+    "huge-annotation": (annotate(cmdline="a" * 70000), "longer than"),
+    "non-string-annotation": (edit_spec(lambda s: s["annotations"].__setitem__(PREFIX + "binary", 7)),
+                              "must be a string"),
+    "unbalanced-cmdline": (both(edit_spec(lambda s: s["process"].__setitem__("args", [])),
+                                annotate(cmdline='hello "unterminated')), "cmdline"),
+    "shell-in-binary": (annotate(binary="/unikernel/hello.elf; touch /tmp/urunc-pwned"), "not found"),
+    "block-on-initrd-only-guest": (annotate(block="/unikernel/hello.elf"), "no block device"),
+    # urunc.json
+    "urunc-json-bad-json": (urunc_json(b"{not json"), "malformed urunc.json"),
+    "urunc-json-bad-base64": (urunc_json({**GOOD_JSON, PREFIX + "binary": "!!!notbase64"}), "base64"),
+    "urunc-json-bad-utf8": (urunc_json({**GOOD_JSON, PREFIX + "binary": b64(b"\xff\xfe")}), "base64"),
+    "urunc-json-not-object": (urunc_json(b'["a", "b"]'), "not a json object"),
+    "urunc-json-huge": (urunc_json(b'{"x": "' + b"a" * (1024 * 1024 + 10) + b'"}'), "larger than"),
+    "urunc-json-non-string": (urunc_json({**GOOD_JSON, PREFIX + "binary": 12}), "not a string"),
+    "urunc-json-unknown-keys-ignored": (
+        urunc_json({**GOOD_JSON, PREFIX + "binary": b64("/nope"), PREFIX + "evil": "$(reboot)",
+                    "other.key": 5}), "kernel /nope not found"),
+    "urunc-json-symlink-escape": (
+        both(urunc_json(b"{}"), remove("rootfs/urunc.json"),
+             lambda b: (b / "rootfs" / "urunc.json").symlink_to("../../../../../../etc/passwd")),
+        "escapes the rootfs"),
+    # config.json
+    "config-missing": (remove("config.json"), "missing config.json"),
+    "config-malformed": (write_config("{\"ociVersion\": "), "malformed"),
+    "config-not-object": (write_config("[1, 2]"), "not a json object"),
+    "config-args-wrong-type": (edit_spec(lambda s: s["process"].__setitem__("args", "hello")),
+                               "process.args"),
+    "config-memory-negative": (resources({"memory": {"limit": -5}}), "memory.limit"),
+    "config-memory-huge": (resources({"memory": {"limit": 2**70}}), "memory.limit"),
+    "config-memory-tiny": (resources({"memory": {"limit": 1024 * 1024}}), "below"),
+    "config-bad-cpuset": (resources({"cpu": {"cpus": "a-b"}}), "cpuset"),
+    "config-bad-pids": (resources({"pids": {"limit": "many"}}), "pids.limit"),
+    "config-unknown-namespace": (edit_spec(lambda s: s["linux"]["namespaces"].append({"type": "bogus"})),
+                                 "unknown namespace type"),
+    "config-root-missing": (remove("rootfs"), "not a directory"),
+    "config-root-wrong-type": (edit_spec(lambda s: s.__setitem__("root", {"path": 5})), "root.path"),
+    "config-uid-negative": (edit_spec(lambda s: s["process"]["user"].__setitem__("uid", -1)), "uid"),
+    "config-cgroups-path-escape": (edit_spec(lambda s: s["linux"].__setitem__("cgroupsPath", "/../../x")),
+                                   "cgroupspath"),
+    "config-terminal-no-socket": (edit_spec(lambda s: s["process"].__setitem__("terminal", True)),
+                                  "console-socket"),
+    "config-too-many-args": (edit_spec(lambda s: s["process"].__setitem__("args", ["a"] * 5000)),
+                             "more than"),
+    # paths
+    "kernel-missing": (remove("rootfs/unikernel/hello.elf"), "not found"),
+    "kernel-is-dir": (kernel_as("dir"), "not a regular file"),
+    "kernel-is-fifo": (kernel_as("fifo"), "not a regular file"),
+    "kernel-dotdot-escape": (annotate(binary="/unikernel/../../../etc/passwd"), "escapes the rootfs"),
+    "kernel-symlink-relative-escape": (kernel_as("rel-escape"), "escapes the rootfs"),
+    "kernel-symlink-absolute-stays-inside": (kernel_as("abs-outside"), "not found"),
+    "kernel-symlink-loop": (kernel_as("loop"), "too many levels"),
+    "kernel-too-large": (kernel_as("huge"), "larger than"),
+    # host configuration
+    "monitor-binary-missing": (urunc_toml('[monitors.qemu]\npath = "/nonexistent/qemu"\n'),
+                               "not executable"),
+    "config-toml-malformed": (urunc_toml("[monitors.qemu\n"), "malformed"),
+}
+
+
+def _cgroups_named(name: str) -> list[str]:
+    found = []
+    if not CGROUP_ROOT.is_dir():
+        return found
+    for dirpath, dirs, _files in os.walk(CGROUP_ROOT):
+        if name in dirs:
+            found.append(os.path.join(dirpath, name))
+    return found
+
+
+def _processes_naming(text: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Path) -> None:
+    mutate, expected = CASES[case]
+    container_id = f"bad-{case}-{os.getpid()}"
+    bundle = hello_bundle(tmp_path / "bundle", args=("hello",))
+    edit_spec(lambda s: s["linux"].__setitem__("cgroupsPath", f"/urunc-bad/{container_id}"))(bundle)
+    mutate(bundle)
+    root = tmp_path / "state"
+    links_before = set(os.listdir("/sys/class/net"))
+    env = dict(os.environ)
+    toml = bundle / "urunc.toml"
+    env["URUNC_CONFIG"] = str(toml) if toml.exists() else str(tmp_path / "no-config.toml")
+    proc = subprocess.run([URUNC, "--root", str(root), "create", "--bundle", str(bundle), container_id],
+                          capture_output=True, text=True, timeout=60, cwd=bundle, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("urunc: "), proc.stderr
+    assert expected in lines[0].lower(), lines[0]
+    assert len(lines[0]) < 600, lines[0]
+    assert not root.exists() or os.listdir(root) == []
+    assert _processes_naming(container_id) == []
+    with open("/proc/self/mountinfo") as f:
+        assert container_id not in f.read()
+    assert _cgroups_named(container_id) == []
+    assert not any(p.is_dir() for p in CGROUP_ROOT.glob("*/urunc-bad"))
+    assert set(os.listdir("/sys/class/net")) - links_before == set()
+    assert not Path("/tmp/urunc-pwned").exists()
+
+
+def test_there_are_at_least_30_cases() -> None:
+    assert len(CASES) >= 30

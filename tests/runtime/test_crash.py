@@ -1,0 +1,336 @@
+"""Crash consistency: whatever dies when, `delete --force` recovers and nothing is left.
+
+Leftovers looked for after each case: the state directory, any process whose
+command line names this test's --root (the container init is a fork of
+`urunc create`, QEMU's argv holds its QMP socket path), mounts, and the test
+process's own descriptors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bundles import REPO, hello_bundle, leftovers, urunc
+
+
+def _state_letter(pid: int) -> str:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "gone"
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def processes_naming(text: str) -> list[int]:
+    """Live (non-zombie) processes whose argv mentions TEXT."""
+    found = []
+    needle = text.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in argv and _state_letter(int(entry)) not in ("Z", "gone"):
+            found.append(int(entry))
+    return found
+
+
+def _mounts() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+def _fds() -> list[str]:
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+def assert_nothing_left(root: Path, *, fds: list[str] | None = None, mounts: list[str] | None = None) -> None:
+    deadline = time.monotonic() + 3  # a fallback watchdog or a dying QEMU may take a moment
+    while processes_naming(str(root)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_naming(str(root)) == []
+    assert leftovers(root) == []
+    if mounts is not None:
+        assert _mounts() == mounts
+    if fds is not None:
+        assert _fds() == fds
+
+
+def _status(root: Path, cid: str) -> str:
+    result = urunc(root, "state", cid)
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["status"])
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return hello_bundle(tmp_path / "bundle", args=("hello", "wait"))
+
+
+def _create_argv(root: Path, bundle: Path, cid: str) -> list[str]:
+    from tests.helpers.bundles import URUNC
+
+    return [URUNC, "--root", str(root), "create", "--bundle", str(bundle), cid]
+
+
+# -- create killed at known points ---------------------------------------------------------------
+
+def _read_marks(path: Path, fd_holder: list[int], timeout: float) -> list[str]:
+    """Open the timestamps FIFO, take what one or more writers wrote, close it again.
+
+    While the FIFO has no reader, each `_timestamps.mark` blocks in open(): the
+    writer is held right before that mark until we read again.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fd_holder.append(fd)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while time.monotonic() < deadline:
+            poller.poll(20)
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            data += chunk
+            if data.endswith(b"\n") and not chunk:
+                break
+    finally:
+        os.close(fd)
+        fd_holder.remove(fd)
+    return [line.split()[0] for line in data.decode().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("after", ["spec-loaded", "config-loaded", "plan-built", "init-forked"])
+def test_create_killed_after_a_phase_is_recovered_by_delete_force(
+        tmp_path: Path, state_root: Path, bundle: Path, after: str) -> None:
+    fifo = tmp_path / "marks"
+    os.mkfifo(fifo)
+    before_fds, before_mounts = _fds(), _mounts()
+    env = dict(os.environ, URUNC_TIMESTAMPS=str(fifo))
+    create = subprocess.Popen(_create_argv(state_root, bundle, "k1"), env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    holder: list[int] = []
+    seen: list[str] = []
+    deadline = time.monotonic() + 20
+    while after not in seen:
+        assert create.poll() is None, f"create ended before {after}: {seen}"
+        assert time.monotonic() < deadline, f"no mark {after}: {seen}"
+        seen += _read_marks(fifo, holder, 2)
+    # create now runs on to its next mark and blocks there (no reader): kill it there.
+    time.sleep(0.3)
+    assert create.poll() is None
+    create.send_signal(signal.SIGKILL)
+    create.wait(10)
+    assert create.stderr is not None
+    create.stderr.close()
+    if after == "init-forked":
+        # Killed after the PID was recorded: the init is alive and the state names it.
+        init_pid = json.loads(urunc(state_root, "state", "k1").stdout)["pid"]
+        assert _state_letter(init_pid) not in ("gone", "Z")
+    result = urunc(state_root, "delete", "--force", "k1")
+    created_dir = after in ("plan-built", "init-forked")
+    assert (result.returncode == 0) == created_dir, result.stderr
+    if not created_dir:
+        assert "does not exist" in result.stderr
+    assert_nothing_left(state_root, fds=before_fds, mounts=before_mounts)
+
+
+def test_create_killed_at_random_moments_is_always_recovered(tmp_path: Path, state_root: Path,
+                                                             bundle: Path) -> None:
+    rng = random.Random(6)
+    for i in range(12):
+        cid = f"r{i}"
+        create = subprocess.Popen(_create_argv(state_root, bundle, cid), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.08))
+        create.send_signal(signal.SIGKILL)
+        create.wait(10)
+        if (state_root / cid).exists():
+            result = urunc(state_root, "delete", "--force", cid)
+            assert result.returncode == 0, result.stderr
+        assert_nothing_left(state_root)
+
+
+SPAWN_WINDOW = r"""
+import os, sys
+from urunc.host import init
+
+def record(pid):
+    with open(sys.argv[2], "w") as f:
+        f.write(str(pid))
+    if sys.argv[3] == "die":
+        os.kill(os.getpid(), 9)  # create killed after the fork, before its state names the init
+
+init.spawn(None, [("pid", ""), ("mount", "")], sys.argv[1], None, record)
+"""
+
+
+@pytest.mark.parametrize("create_dies", [True, False], ids=["create-dies", "control"])
+def test_an_init_whose_pid_was_never_recorded_does_not_outlive_create(tmp_path: Path,
+                                                                       create_dies: bool) -> None:
+    fifo, pid_file = tmp_path / "exec.fifo", tmp_path / "pid"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    subprocess.run([sys.executable, "-c", SPAWN_WINDOW, str(fifo), str(pid_file),
+                    "die" if create_dies else "live"], env=env, timeout=20, check=False)
+    init_pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 3
+    while _state_letter(init_pid) not in ("gone", "Z") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        if create_dies:
+            assert _state_letter(init_pid) in ("gone", "Z")
+        else:  # acknowledged: it waits on exec.fifo for `start`, as it should
+            assert _state_letter(init_pid) == "S"
+    finally:
+        if _state_letter(init_pid) not in ("gone", "Z"):
+            os.kill(init_pid, signal.SIGKILL)
+
+
+# -- damaged state, dying monitor, full disk ----------------------------------------------------
+
+def test_delete_force_with_a_corrupt_state_file_kills_the_init(state_root: Path, bundle: Path) -> None:
+    assert urunc(state_root, "create", "--bundle", str(bundle), "c1", stdin=subprocess.DEVNULL).returncode == 0
+    pid = json.loads(urunc(state_root, "state", "c1").stdout)["pid"]
+    state_file = state_root / "c1" / "urunc-state.json"
+    data = state_file.read_bytes()
+    state_file.write_bytes(data[: len(data) // 2])
+    broken = urunc(state_root, "state", "c1")
+    assert broken.returncode != 0 and "state of container c1 is corrupt" in broken.stderr
+    assert urunc(state_root, "delete", "c1").returncode != 0  # without --force it refuses
+    result = urunc(state_root, "delete", "--force", "c1")
+    assert result.returncode == 0, result.stderr
+    assert _state_letter(pid) in ("gone", "Z")
+    assert_nothing_left(state_root)
+
+
+@pytest.mark.parametrize("content", ["empty", "half-written-tmp"])
+def test_delete_force_removes_a_directory_without_a_record(state_root: Path, content: str) -> None:
+    state_root.mkdir()
+    (state_root / "c2").mkdir(mode=0o700)
+    if content == "half-written-tmp":
+        (state_root / "c2" / "urunc-state.json.tmp").write_text('{"id": "c2", "status": "crea')
+        os.mkfifo(state_root / "c2" / "exec.fifo")
+    assert urunc(state_root, "state", "c2").returncode != 0
+    result = urunc(state_root, "delete", "--force", "c2")
+    assert result.returncode == 0, result.stderr
+    assert_nothing_left(state_root)
+
+
+def test_a_monitor_that_dies_at_start_leaves_nothing(state_root: Path, bundle: Path) -> None:
+    (bundle / "rootfs" / "unikernel" / "hello.elf").write_bytes(b"this is no kernel\n" * 64)
+    before_fds = _fds()
+    err_file = bundle / "err"
+    with open(err_file, "wb") as err:
+        assert urunc(state_root, "create", "--bundle", str(bundle), "d1", stdin=subprocess.DEVNULL,
+                     stdout=err, stderr=err, capture_output=False).returncode == 0
+    urunc(state_root, "start", "d1")  # may fail (QEMU already gone) or succeed (not yet)
+    deadline = time.monotonic() + 10
+    while _status(state_root, "d1") != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert b"qemu-system-x86_64" in err_file.read_bytes()  # QEMU said why, on the container's stderr
+    result = urunc(state_root, "delete", "d1")
+    assert result.returncode == 0, result.stderr
+    assert_nothing_left(state_root, fds=before_fds)
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0711", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        yield mnt
+    finally:
+        for entry in mnt.iterdir():
+            if entry.is_dir():
+                urunc(mnt, "delete", "--force", entry.name)
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def _fill(root: Path) -> None:
+    with open(root / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_full_disk_at_create_fails_in_one_line_and_leaves_nothing(tiny_root: Path, bundle: Path) -> None:
+    _fill(tiny_root)
+    result = urunc(tiny_root, "create", "--bundle", str(bundle), "f1", stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr, result.stderr
+    assert "internal error" not in result.stderr
+    assert sorted(p.name for p in tiny_root.iterdir()) == ["filler"]
+    assert processes_naming(str(tiny_root)) == []
+
+
+def test_full_disk_at_start_is_recovered_by_delete_force(tiny_root: Path, bundle: Path) -> None:
+    assert urunc(tiny_root, "create", "--bundle", str(bundle), "f2", stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, capture_output=False).returncode == 0
+    _fill(tiny_root)
+    urunc(tiny_root, "start", "f2")  # its state cannot be saved; whatever it answers, delete must cope
+    result = urunc(tiny_root, "delete", "--force", "f2")
+    assert result.returncode == 0, result.stderr
+    (tiny_root / "filler").unlink()
+    assert_nothing_left(tiny_root)
+
+
+# -- many containers ----------------------------------------------------------------------------
+
+def test_a_hundred_lifecycles_leak_nothing(state_root: Path, bundle: Path) -> None:
+    before_fds, before_mounts = _fds(), _mounts()
+    began = time.monotonic()
+    for i in range(100):
+        cid = f"cycle{i}"
+        for argv in (("create", "--bundle", str(bundle), cid), ("start", cid), ("kill", cid, "KILL"),
+                     ("delete", "--force", cid)):
+            result = urunc(state_root, *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, capture_output=False)
+            assert result.returncode == 0, (argv, result.stderr)
+    took = time.monotonic() - began
+    assert_nothing_left(state_root, fds=before_fds, mounts=before_mounts)
+    print(f"100 create/start/kill/delete cycles: {took:.1f}s")
+
+
+def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Path) -> None:
+    before_fds, before_mounts = _fds(), _mounts()
+    ids = [f"many{i}" for i in range(20)]
+
+    def run(*argv: str) -> None:
+        result = urunc(state_root, *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, capture_output=False, timeout=60)
+        assert result.returncode == 0, (argv, result.stderr)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda cid: run("create", "--bundle", str(bundle), cid), ids))
+        list(pool.map(lambda cid: run("start", cid), ids))
+        pids = [json.loads(urunc(state_root, "state", cid).stdout)["pid"] for cid in ids]
+        assert len(set(pids)) == 20
+        assert all(_status(state_root, cid) == "running" for cid in ids)
+        assert all(os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64") for pid in pids)
+        list(pool.map(lambda cid: run("kill", cid, "KILL"), ids[:10]))
+        list(pool.map(lambda cid: run("delete", "--force", cid), ids))
+    assert_nothing_left(state_root, fds=before_fds, mounts=before_mounts)

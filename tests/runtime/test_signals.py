@@ -1,0 +1,189 @@
+"""`urunc kill` on a real QEMU: what each signal does to a running unikernel.
+
+The sample guest with `hello wait` stays up (halted, interrupts off) until
+QEMU is stopped from outside. Its `pc` machine has an ACPI power button but
+the guest does not handle it, so SIGTERM's power-down request through QMP is
+ignored and the fallback SIGTERM after the grace period is what stops it;
+QEMU reports each signal it terminates on, on the container's stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bundles import hello_bundle, urunc
+
+GRACE = 2
+
+
+def _stat_state(pid: int) -> str:
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "gone"
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def _status(root: Path, cid: str) -> str:
+    import json
+
+    result = urunc(root, "state", cid)
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["status"])
+
+
+def _wait_status(root: Path, cid: str, wanted: str, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if _status(root, cid) == wanted:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"container {cid} not {wanted} after {timeout}s: {_status(root, cid)}")
+
+
+class Running:
+    """A started `hello wait` container; its stdout/stderr go to files we can read."""
+
+    def __init__(self, root: Path, cid: str, bundle: Path, env: dict[str, str]) -> None:
+        self.root, self.id, self.bundle = root, cid, bundle
+        self.out = bundle / "out"
+        self.err = bundle / "err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            result = urunc(root, "create", "--bundle", str(bundle), cid, stdin=subprocess.DEVNULL,
+                           stdout=out, stderr=err, capture_output=False, env=env)
+        assert result.returncode == 0, self.err.read_text()
+        self.pid = int(self.state()["pid"])
+
+    def state(self) -> dict[str, object]:
+        import json
+
+        result = urunc(self.root, "state", self.id)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    def start(self) -> None:
+        result = urunc(self.root, "start", self.id)
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 20
+        while b"waiting\n" not in self.out.read_bytes():
+            assert time.monotonic() < deadline, self.out.read_text() + self.err.read_text()
+            time.sleep(0.02)
+
+    def kill(self, signal: str, *, all_processes: bool = False) -> subprocess.CompletedProcess[str]:
+        return urunc(self.root, "kill", *(["--all"] if all_processes else []), self.id, signal)
+
+
+@pytest.fixture
+def make_container(tmp_path: Path, state_root: Path) -> Iterator[object]:
+    made: list[Running] = []
+
+    def make(*, grace: int | None = GRACE, start: bool = True) -> Running:
+        bundle = tmp_path / f"b{len(made)}"
+        hello_bundle(bundle, args=("hello", "wait"))
+        env = dict(os.environ)
+        if grace is not None:
+            path = tmp_path / f"config-{grace}.toml"
+            path.write_text(f"[monitors.qemu]\nshutdown_grace_seconds = {grace}\n")
+            env["URUNC_CONFIG"] = str(path)
+        container = Running(state_root, f"sig{len(made)}", bundle, env)
+        made.append(container)
+        if start:
+            container.start()
+        return container
+
+    yield make
+    for container in made:
+        urunc(state_root, "delete", "--force", container.id)
+        assert _stat_state(container.pid) in ("gone", "Z")  # a zombie until its reaper gets to it
+
+
+def test_sigterm_asks_for_power_down_then_falls_back_to_the_signal(make_container: object) -> None:
+    c = make_container()  # type: ignore[operator]
+    assert (c.root / c.id / "qmp.sock").exists()
+    began = time.monotonic()
+    result = c.kill("TERM")
+    took = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    assert took < 1.5, f"kill blocked for {took:.2f}s"
+    # The guest ignores the power button: it is still up during the grace period...
+    time.sleep(GRACE - 0.7)
+    assert _status(c.root, c.id) == "running"
+    assert b"terminating on signal" not in c.err.read_bytes()
+    # ...and the watchdog's SIGTERM stops it once the grace period is over.
+    _wait_status(c.root, c.id, "stopped", 5)
+    assert time.monotonic() - began >= GRACE - 0.2
+    assert b"terminating on signal 15" in c.err.read_bytes()
+
+
+def test_sigterm_without_grace_is_the_plain_signal(make_container: object) -> None:
+    c = make_container(grace=0)  # type: ignore[operator]
+    assert c.kill("SIGTERM").returncode == 0
+    assert _wait_status(c.root, c.id, "stopped", 3) < 1.5
+    assert b"terminating on signal 15" in c.err.read_bytes()
+
+
+def test_sigkill_kills_at_once(make_container: object) -> None:
+    c = make_container()  # type: ignore[operator]
+    assert c.kill("9").returncode == 0
+    assert _wait_status(c.root, c.id, "stopped", 3) < 1.0
+    assert b"terminating on signal" not in c.err.read_bytes()  # no handler ran: it was SIGKILL
+
+
+def test_other_signals_are_forwarded(make_container: object) -> None:
+    c = make_container()  # type: ignore[operator]
+    assert c.kill("STOP").returncode == 0
+    deadline = time.monotonic() + 3
+    while _stat_state(c.pid) != "T":
+        assert time.monotonic() < deadline, _stat_state(c.pid)
+        time.sleep(0.02)
+    assert c.kill("SIGCONT").returncode == 0
+    while _stat_state(c.pid) == "T":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert _status(c.root, c.id) == "running"
+    # SIGHUP is not turned into anything else: QEMU names the signal it got.
+    assert c.kill("HUP").returncode == 0
+    _wait_status(c.root, c.id, "stopped", 3)
+    assert b"terminating on signal 1\n" in c.err.read_bytes() or b"terminating on signal 1 " in c.err.read_bytes()
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["created", "running"])
+def test_terminal_resize_never_kills(make_container: object, started: bool) -> None:
+    c = make_container(start=started)  # type: ignore[operator]
+    for _ in range(3):
+        assert c.kill("WINCH").returncode == 0
+        assert c.kill("28").returncode == 0
+    time.sleep(0.5)
+    assert _status(c.root, c.id) == ("running" if started else "created")
+    assert _stat_state(c.pid) in ("S", "R")
+
+
+def test_kill_all_and_kill_of_a_stopped_container(make_container: object) -> None:
+    c = make_container()  # type: ignore[operator]
+    assert c.kill("KILL", all_processes=True).returncode == 0
+    _wait_status(c.root, c.id, "stopped", 3)
+    assert c.kill("KILL", all_processes=True).returncode == 0  # as runc: nothing left to signal is fine
+    again = c.kill("KILL")
+    assert again.returncode != 0 and "is not running" in again.stderr
+
+
+def test_sigterm_to_a_created_container_stops_its_init(make_container: object) -> None:
+    c = make_container(start=False)  # type: ignore[operator]
+    assert _status(c.root, c.id) == "created"
+    assert c.kill("TERM").returncode == 0
+    assert _wait_status(c.root, c.id, "stopped", 3) < 1.5
+    assert urunc(c.root, "delete", c.id).returncode == 0
+    assert not (c.root / c.id).exists()
+
+
+def test_kill_rejects_an_unknown_signal(make_container: object) -> None:
+    c = make_container(start=False)  # type: ignore[operator]
+    result = c.kill("NOPE")
+    assert result.returncode != 0 and "invalid signal NOPE" in result.stderr
+    assert _status(c.root, c.id) == "created"
