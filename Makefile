@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 APT_PACKAGES := qemu-system-x86 containerd runc containernetworking-plugins skopeo \
                 busybox-static iproute2 python3 python3-venv gcc make binutils libc6-dev \
-                cpio e2fsprogs ca-certificates
+                cpio e2fsprogs ca-certificates docker.io
 
 .PHONY: all deps venv guests images install demo test unit bench lint clean
 
@@ -34,6 +34,7 @@ venv: deps $(VENV)/.stamp
 
 guests: deps
 	$(MAKE) -C guests/hello BUILD=$(BUILD)/hello
+	$(MAKE) -C guests/pause BUILD=$(BUILD)/pause
 	guests/linux/fetch-kernel.sh $(BUILD)/linux
 	$(MAKE) -C guests/linux OUT=$(BUILD)/linux
 
@@ -43,6 +44,8 @@ install: venv guests
 images: install
 	mkdir -p $(IMAGES)
 	$(PREFIX)/bin/urunc-build -f guests/hello/Containerfile -t urunc-hello:latest -o $(IMAGES)/hello.tar $(BUILD)/hello
+	$(PREFIX)/bin/urunc-build -f guests/pause/Containerfile -t urunc-pause:1 -o $(IMAGES)/pause.tar $(BUILD)/pause
+	$(PREFIX)/bin/urunc-build --format docker -f guests/hello/Containerfile -t urunc-hello:latest -o $(IMAGES)/hello-docker.tar $(BUILD)/hello
 
 demo: images
 	packaging/demo.sh $(IMAGES)/hello.tar $(DEMO_IMAGE)

@@ -44,6 +44,9 @@ entry urunc urunc.cli main
 entry urunc-build urunc.image.cli main
 
 install -m 755 "$here/packaging/containerd-shim-urunc-v2" "$PREFIX/bin/containerd-shim-urunc-v2"
+# Configuration snippets for the entry points (docs/entry-points.md); nothing in /etc is touched.
+mkdir -p "$PREFIX/share/urunc"
+install -m 644 "$here/packaging/containerd/urunc-cri.toml" "$here/packaging/docker/daemon.json" "$PREFIX/share/urunc/"
 ln -sfn "$PREFIX/bin/urunc" "$LIB/shim-bin/runc"
 
 for f in urunc-init vmlinux; do

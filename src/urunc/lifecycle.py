@@ -58,7 +58,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             from urunc import guests
 
             # Guest files (a Linux guest's initrd) live in the state dir, made only now.
-            plan = guests.get(plan.guest).prepare(plan)
+            plan = guests.get(plan.guest).write_files(plan)
             _timestamps.mark("guest-prepared")
             container.record = {
                 "id": container_id, "status": CREATING, "pid": 0, "pid_start": None,

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -218,7 +217,8 @@ def _assert_nothing_left(pod_id: str, container_ids: list[str], netns: str) -> N
 def _ping(ip: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subprocess.run(["ping", "-c", "1", "-W", "1", ip], capture_output=True).returncode == 0:
+        if subprocess.run(["/bin/busybox", "ping", "-c", "1", "-W", "1", ip], capture_output=True,
+                          timeout=10).returncode == 0:
             return True
     return False
 

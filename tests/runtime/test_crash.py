@@ -49,22 +49,22 @@ def processes_naming(text: str) -> list[int]:
     return found
 
 
-def _mounts() -> list[str]:
-    return Path("/proc/self/mountinfo").read_text().splitlines()
+def _mounts(under: Path) -> list[str]:
+    """Mounts strictly below UNDER (other tests may mount and unmount elsewhere meanwhile)."""
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if f"{under}/" in line]
 
 
 def _fds() -> list[str]:
     return sorted(os.listdir("/proc/self/fd"))
 
 
-def assert_nothing_left(root: Path, *, fds: list[str] | None = None, mounts: list[str] | None = None) -> None:
+def assert_nothing_left(root: Path, *, fds: list[str] | None = None) -> None:
     deadline = time.monotonic() + 3  # a fallback watchdog or a dying QEMU may take a moment
     while processes_naming(str(root)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_naming(str(root)) == []
     assert leftovers(root) == []
-    if mounts is not None:
-        assert _mounts() == mounts
+    assert _mounts(root) == []
     if fds is not None:
         assert _fds() == fds
 
@@ -78,6 +78,17 @@ def _status(root: Path, cid: str) -> str:
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     return hello_bundle(tmp_path / "bundle", args=("hello", "wait"))
+
+
+def create(root: Path, bundle: Path, cid: str) -> subprocess.CompletedProcess[str]:
+    """`urunc create` with its output in a file: the init inherits its stdio, as from the shim,
+    so pipes would stay open (and a reader blocked) for the container's lifetime."""
+    with open(bundle / f"{cid}.log", "w+") as log:
+        result = urunc(root, "create", "--bundle", str(bundle), cid, stdin=subprocess.DEVNULL,
+                       stdout=log, stderr=log, capture_output=False)
+        log.seek(0)
+        result.stderr = log.read()
+    return result
 
 
 def _create_argv(root: Path, bundle: Path, cid: str) -> list[str]:
@@ -121,7 +132,7 @@ def test_create_killed_after_a_phase_is_recovered_by_delete_force(
         tmp_path: Path, state_root: Path, bundle: Path, after: str) -> None:
     fifo = tmp_path / "marks"
     os.mkfifo(fifo)
-    before_fds, before_mounts = _fds(), _mounts()
+    before_fds = _fds()
     env = dict(os.environ, URUNC_TIMESTAMPS=str(fifo))
     create = subprocess.Popen(_create_argv(state_root, bundle, "k1"), env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -148,7 +159,7 @@ def test_create_killed_after_a_phase_is_recovered_by_delete_force(
     assert (result.returncode == 0) == created_dir, result.stderr
     if not created_dir:
         assert "does not exist" in result.stderr
-    assert_nothing_left(state_root, fds=before_fds, mounts=before_mounts)
+    assert_nothing_left(state_root, fds=before_fds)
 
 
 def test_create_killed_at_random_moments_is_always_recovered(tmp_path: Path, state_root: Path,
@@ -168,7 +179,7 @@ def test_create_killed_at_random_moments_is_always_recovered(tmp_path: Path, sta
 
 
 SPAWN_WINDOW = r"""
-import os, sys
+import os, sys, types
 from urunc.host import init
 
 def record(pid):
@@ -177,7 +188,7 @@ def record(pid):
     if sys.argv[3] == "die":
         os.kill(os.getpid(), 9)  # create killed after the fork, before its state names the init
 
-init.spawn(None, [("pid", ""), ("mount", "")], sys.argv[1], None, record)
+init.spawn(types.SimpleNamespace(netns="none"), [("pid", ""), ("mount", "")], sys.argv[1], None, record)
 """
 
 
@@ -206,7 +217,7 @@ def test_an_init_whose_pid_was_never_recorded_does_not_outlive_create(tmp_path: 
 # -- damaged state, dying monitor, full disk ----------------------------------------------------
 
 def test_delete_force_with_a_corrupt_state_file_kills_the_init(state_root: Path, bundle: Path) -> None:
-    assert urunc(state_root, "create", "--bundle", str(bundle), "c1", stdin=subprocess.DEVNULL).returncode == 0
+    assert create(state_root, bundle, "c1").returncode == 0
     pid = json.loads(urunc(state_root, "state", "c1").stdout)["pid"]
     state_file = state_root / "c1" / "urunc-state.json"
     data = state_file.read_bytes()
@@ -245,7 +256,7 @@ def test_a_monitor_that_dies_at_start_leaves_nothing(state_root: Path, bundle: P
     while _status(state_root, "d1") != "stopped":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert b"qemu-system-x86_64" in err_file.read_bytes()  # QEMU said why, on the container's stderr
+    assert b"qemu: invalid kernel header" in err_file.read_bytes()  # QEMU said why, on the container's stderr
     result = urunc(state_root, "delete", "d1")
     assert result.returncode == 0, result.stderr
     assert_nothing_left(state_root, fds=before_fds)
@@ -268,18 +279,17 @@ def tiny_root(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(root: Path) -> None:
-    with open(root / "filler", "wb") as f:
+    with open(root / "filler", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 4096)
-                f.flush()
         except OSError:
             pass
 
 
 def test_full_disk_at_create_fails_in_one_line_and_leaves_nothing(tiny_root: Path, bundle: Path) -> None:
     _fill(tiny_root)
-    result = urunc(tiny_root, "create", "--bundle", str(bundle), "f1", stdin=subprocess.DEVNULL)
+    result = create(tiny_root, bundle, "f1")
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr, result.stderr
     assert "internal error" not in result.stderr
@@ -288,8 +298,7 @@ def test_full_disk_at_create_fails_in_one_line_and_leaves_nothing(tiny_root: Pat
 
 
 def test_full_disk_at_start_is_recovered_by_delete_force(tiny_root: Path, bundle: Path) -> None:
-    assert urunc(tiny_root, "create", "--bundle", str(bundle), "f2", stdin=subprocess.DEVNULL,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, capture_output=False).returncode == 0
+    assert create(tiny_root, bundle, "f2").returncode == 0
     _fill(tiny_root)
     urunc(tiny_root, "start", "f2")  # its state cannot be saved; whatever it answers, delete must cope
     result = urunc(tiny_root, "delete", "--force", "f2")
@@ -301,31 +310,34 @@ def test_full_disk_at_start_is_recovered_by_delete_force(tiny_root: Path, bundle
 # -- many containers ----------------------------------------------------------------------------
 
 def test_a_hundred_lifecycles_leak_nothing(state_root: Path, bundle: Path) -> None:
-    before_fds, before_mounts = _fds(), _mounts()
+    before_fds = _fds()
     began = time.monotonic()
     for i in range(100):
         cid = f"cycle{i}"
-        for argv in (("create", "--bundle", str(bundle), cid), ("start", cid), ("kill", cid, "KILL"),
-                     ("delete", "--force", cid)):
-            result = urunc(state_root, *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, capture_output=False)
+        result = create(state_root, bundle, cid)
+        assert result.returncode == 0, result.stderr
+        for argv in (("start", cid), ("kill", cid, "KILL"), ("delete", "--force", cid)):
+            result = urunc(state_root, *argv)
             assert result.returncode == 0, (argv, result.stderr)
     took = time.monotonic() - began
-    assert_nothing_left(state_root, fds=before_fds, mounts=before_mounts)
+    assert_nothing_left(state_root, fds=before_fds)
     print(f"100 create/start/kill/delete cycles: {took:.1f}s")
 
 
 def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Path) -> None:
-    before_fds, before_mounts = _fds(), _mounts()
+    before_fds = _fds()
     ids = [f"many{i}" for i in range(20)]
 
     def run(*argv: str) -> None:
-        result = urunc(state_root, *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, capture_output=False, timeout=60)
+        result = urunc(state_root, *argv, timeout=60)
         assert result.returncode == 0, (argv, result.stderr)
 
+    def make(cid: str) -> None:
+        result = create(state_root, bundle, cid)
+        assert result.returncode == 0, result.stderr
+
     with ThreadPoolExecutor(max_workers=20) as pool:
-        list(pool.map(lambda cid: run("create", "--bundle", str(bundle), cid), ids))
+        list(pool.map(make, ids))
         list(pool.map(lambda cid: run("start", cid), ids))
         pids = [json.loads(urunc(state_root, "state", cid).stdout)["pid"] for cid in ids]
         assert len(set(pids)) == 20
@@ -333,4 +345,4 @@ def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Pat
         assert all(os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64") for pid in pids)
         list(pool.map(lambda cid: run("kill", cid, "KILL"), ids[:10]))
         list(pool.map(lambda cid: run("delete", "--force", cid), ids))
-    assert_nothing_left(state_root, fds=before_fds, mounts=before_mounts)
+    assert_nothing_left(state_root, fds=before_fds)

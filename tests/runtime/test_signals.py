@@ -21,6 +21,72 @@ from tests.helpers.bundles import hello_bundle, urunc
 
 GRACE = 2
 
+# A guest that does handle the power button: it enables the PIIX4 power-button
+# event (PM1_EN), polls PM1_STS, and on a press enters S5 through PM1_CNT, which
+# makes QEMU exit 0. It busy-waits (one host core while it runs): for this test only.
+ACPI_GUEST = r"""
+.text
+.globl _start
+.align 4
+    .long 0x1BADB002, 0, -0x1BADB002
+_start:
+    mov $0x80000B40, %eax
+    mov $0xCF8, %dx
+    out %eax, %dx
+    mov $0xCFC, %dx
+    in %dx, %eax
+    and $0xFFC0, %eax
+    mov %eax, %ebx
+    lea 2(%ebx), %edx
+    mov $0x100, %ax
+    out %ax, %dx
+    mov $ready, %esi
+    call puts
+1:  pause
+    mov %ebx, %edx
+    in %dx, %ax
+    test $0x100, %ax
+    jz 1b
+    mov $off, %esi
+    call puts
+    lea 4(%ebx), %edx
+    mov $0x2000, %ax
+    out %ax, %dx
+2:  cli
+    hlt
+    jmp 2b
+puts:
+    lodsb
+    test %al, %al
+    jz 4f
+    mov %al, %ah
+    mov $0x3FD, %dx
+3:  in %dx, %al
+    test $0x20, %al
+    jz 3b
+    mov $0x3F8, %dx
+    mov %ah, %al
+    out %al, %dx
+    jmp puts
+4:  ret
+ready: .asciz "waiting\n"
+off: .asciz "power button: powering off\n"
+"""
+
+
+@pytest.fixture(scope="module")
+def acpi_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("acpi-guest")
+    (work / "guest.S").write_text(ACPI_GUEST)
+    try:
+        subprocess.run(["gcc", "-m32", "-c", "-o", str(work / "guest.o"), str(work / "guest.S")],
+                       check=True, capture_output=True)
+        subprocess.run(["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o",
+                        str(work / "guest.elf"), str(work / "guest.o")], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot build the ACPI test guest: {exc}")
+    return work / "guest.elf"
+
 
 def _stat_state(pid: int) -> str:
     try:
@@ -83,9 +149,11 @@ class Running:
 def make_container(tmp_path: Path, state_root: Path) -> Iterator[object]:
     made: list[Running] = []
 
-    def make(*, grace: int | None = GRACE, start: bool = True) -> Running:
+    def make(*, grace: int | None = GRACE, start: bool = True, kernel: Path | None = None) -> Running:
         bundle = tmp_path / f"b{len(made)}"
         hello_bundle(bundle, args=("hello", "wait"))
+        if kernel is not None:
+            (bundle / "rootfs" / "unikernel" / "hello.elf").write_bytes(kernel.read_bytes())
         env = dict(os.environ)
         if grace is not None:
             path = tmp_path / f"config-{grace}.toml"
@@ -119,6 +187,35 @@ def test_sigterm_asks_for_power_down_then_falls_back_to_the_signal(make_containe
     _wait_status(c.root, c.id, "stopped", 5)
     assert time.monotonic() - began >= GRACE - 0.2
     assert b"terminating on signal 15" in c.err.read_bytes()
+
+
+def test_sigterm_powers_off_a_guest_that_handles_the_power_button(make_container: object,
+                                                                  acpi_guest: Path) -> None:
+    c = make_container(grace=30, kernel=acpi_guest)  # type: ignore[operator]
+    began = time.monotonic()
+    assert c.kill("TERM").returncode == 0
+    took = _wait_status(c.root, c.id, "stopped", 10)
+    assert took < 5, "stopped by the fallback, not by the guest"
+    assert c.out.read_bytes().endswith(b"waiting\npower button: powering off\n")
+    assert b"terminating on signal" not in c.err.read_bytes()
+    # The fallback watchdog leaves as soon as the monitor is gone, not after 30 s.
+    deadline = began + 5
+    while _processes_naming(str(c.root)):
+        assert time.monotonic() < deadline, _processes_naming(str(c.root))
+        time.sleep(0.05)
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() \
+                        and _stat_state(int(entry)) not in ("Z", "gone"):
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def test_sigterm_without_grace_is_the_plain_signal(make_container: object) -> None:

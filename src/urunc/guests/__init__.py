@@ -42,7 +42,11 @@ class Guest:
         return None
 
     def prepare(self, plan: Plan) -> Plan:
-        """Create-time work (files in the state dir); returns the Plan, possibly extended."""
+        """Pure create-time checks and additions to the Plan (no side effect)."""
+        return plan
+
+    def write_files(self, plan: Plan) -> Plan:
+        """Create-time files in the state dir (it exists by now); returns the Plan naming them."""
         return plan
 
     def cmdline(self, plan: Plan, net: NetInfo | None) -> str:

@@ -52,12 +52,15 @@ class Linux(Guest):
         return path
 
     def prepare(self, plan: Plan) -> Plan:
+        if not plan.args:
+            raise _errors.BundleError("linux guest needs process.args (nothing to run)")
+        return plan
+
+    def write_files(self, plan: Plan) -> Plan:
         from pathlib import Path
 
         from urunc.host import initrd
 
-        if not plan.args:
-            raise _errors.BundleError("linux guest needs process.args (nothing to run)")
         init = Path(GUEST_DIR, "urunc-init")
         modules = Path(GUEST_DIR, "modules")
         if not init.is_file():

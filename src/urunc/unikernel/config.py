@@ -15,6 +15,8 @@ KEYS = ("unikernelType", "hypervisor", "binary", "cmdline", "initrd", "block", "
         "unikernelVersion", "useDMBlock", "mountRootfs", "memory", "vcpus", "netDevice",
         "blockDevice")
 URUNC_JSON = "/urunc.json"
+# Set by containerd's CRI and by CRI-O on a pod's sandbox container.
+_SANDBOX_MARKERS = ("io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType")
 _MAX_VALUE = 64 * 1024
 _MAX_FILE = 1024 * 1024
 
@@ -82,6 +84,10 @@ def from_urunc_json(rootfs: str) -> dict[str, str] | None:
 
 def detect(annotations: dict[str, str], rootfs: str) -> UnikernelConfig | None:
     """The unikernel settings, or None for an ordinary container (handed to runc)."""
+    # CRI copies a pod's annotations into its sandbox (pause) container too; that one is
+    # never a unikernel, whatever com.urunc.unikernel.* the pod carries.
+    if any(annotations.get(key) == "sandbox" for key in _SANDBOX_MARKERS):
+        return None
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
     from_file = from_urunc_json(rootfs)

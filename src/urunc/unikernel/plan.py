@@ -167,4 +167,4 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
         devices={kind: name for kind, name in (("net", ucfg.get("netDevice")),
                                                ("block", ucfg.get("blockDevice"))) if name},
     )
-    return plan
+    return guest.prepare(plan)

@@ -1,0 +1,89 @@
+"""Ordinary container images as Linux microVMs through containerd (issues 3 and 4)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cni import CniNetwork
+from tests.helpers.containerd import Containerd
+from urunc.image import build_image
+
+RUNTIME = "io.containerd.urunc.v2"
+GUEST_KERNEL = Path("/usr/local/lib/urunc/guest/vmlinux")
+CONTAINERFILE = """\
+FROM scratch
+COPY . /
+LABEL com.urunc.unikernel.unikernelType=linux com.urunc.unikernel.hypervisor=qemu
+CMD ["sh"]
+"""
+
+
+@pytest.fixture(scope="module")
+def linux_image(containerd: Containerd, busybox_root: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if not GUEST_KERNEL.exists():
+        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
+    www = busybox_root / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("hello from a urunc microVM\n")
+    work = tmp_path_factory.mktemp("linuximg")
+    (work / "Containerfile").write_text(CONTAINERFILE)
+    built = build_image(work / "Containerfile", busybox_root, "urunc-e2e-linux:1", work / "img.tar")
+    containerd.ctr("image", "import", str(built.output), timeout=120)
+    return "docker.io/library/urunc-e2e-linux:1"
+
+
+def test_busybox_runs_as_a_microvm_with_the_application_exit_code(containerd: Containerd, linux_image: str,
+                                                                  unique_id: str) -> None:
+    result = containerd.ctr("run", "--rm", "--runtime", RUNTIME, linux_image, unique_id,
+                            "sh", "-c", "echo hi; exit 3", check=False, timeout=120)
+    assert result.stdout == "hi\n", result.stderr
+    assert result.returncode == 3
+    assert not (Path("/run/containerd/runc") / containerd.namespace / unique_id).exists()
+
+
+def _http_get(ip: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        got = subprocess.run(["timeout", "3", "/bin/busybox", "wget", "-q", "-O", "-", f"http://{ip}/"],
+                             capture_output=True, text=True, check=False)
+        if got.returncode == 0:
+            return got.stdout
+        last = got.stderr
+        time.sleep(0.3)
+    return f"no answer: {last}"
+
+
+def test_httpd_in_a_linux_guest_answers_at_the_container_ip(containerd: Containerd, cni: CniNetwork,
+                                                            linux_image: str, unique_id: str) -> None:
+    containerd.ctr("run", "--cni", "-d", "--runtime", RUNTIME, linux_image, unique_id,
+                   "httpd", "-f", "-p", "80", "-h", "/www", timeout=120)
+    try:
+        row = next(line.split() for line in containerd.ctr("task", "ls").stdout.splitlines()
+                   if line.startswith(unique_id + " "))
+        pid = int(row[1])
+        assert os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64")
+        eth0 = json.loads(subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "addr", "show", "eth0"],
+                                         capture_output=True, text=True, check=True).stdout)[0]
+        ip = next(a["local"] for a in eth0["addr_info"] if a["family"] == "inet")
+        assert ipaddress.ip_address(ip) in cni.subnet
+        assert _http_get(ip, 60) == "hello from a urunc microVM\n"
+        taps_before = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link"],
+                                     capture_output=True, text=True, check=True).stdout
+        assert " tap" in taps_before
+        containerd.ctr("task", "kill", "-s", "SIGKILL", unique_id)
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{pid}/ns") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        containerd.ctr("task", "delete", unique_id)
+    finally:
+        containerd.ctr("task", "delete", "-f", unique_id, check=False)
+        containerd.ctr("container", "rm", unique_id, check=False)
+    assert not (Path("/run/containerd/runc") / containerd.namespace / unique_id).exists()
