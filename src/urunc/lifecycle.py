@@ -48,6 +48,9 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
         raise _errors.AlreadyExists(container_id)
     if spec.terminal and not console_socket:
         raise _errors.UsageError("process.terminal is true but no --console-socket was given")
+    from urunc.oci import hooks
+
+    spec_hooks = hooks.validate(spec.raw.get("hooks"))
     cfg = config.load()
     _timestamps.mark("config-loaded")
     plan = _plan.build(container_id, spec, ucfg, cfg, container.dir)
@@ -63,7 +66,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             container.record = {
                 "id": container_id, "status": CREATING, "pid": 0, "pid_start": None,
                 "bundle": spec.bundle, "rootfs": spec.rootfs, "created": store.rfc3339_now(),
-                "annotations": spec.annotations, "plan": plan.to_dict(),
+                "annotations": spec.annotations, "plan": plan.to_dict(), "hooks": spec_hooks,
                 "stop_grace": cfg.monitor_int(plan.monitor, "shutdown_grace_seconds",
                                               DEFAULT_STOP_GRACE, 0, 3600),
             }
@@ -82,6 +85,8 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             cgroup_procs = cgroups.setup(container.dir, container_id, spec, plan, ctx.systemd_cgroup)
             pid = init.spawn(plan, spec.namespaces, fifo, console_socket, record_pid, cgroup_procs)
             _timestamps.mark("init-forked")
+            for stage in ("prestart", "createRuntime"):
+                hooks.run(stage, spec_hooks, container.oci_state(), fatal=True)
             container.record["status"] = CREATED
             container.save()
             if pid_file:
@@ -150,6 +155,10 @@ def start(ctx: Context, container: Container) -> None:
         container.record["status"] = RUNNING
         container.save()
         _timestamps.mark("start-done")
+        if container.record.get("hooks"):
+            from urunc.oci import hooks
+
+            hooks.run("poststart", container.record["hooks"], container.oci_state(), fatal=False)
 
 
 def kill(container: Container, signal: int, all_processes: bool) -> None:
@@ -251,6 +260,12 @@ def delete(container: Container, force: bool) -> None:
         pid = container.pid
         if status in (CREATED, RUNNING, CREATING) and pid > 0:
             _kill_and_wait(container, pid, container.record.get("pid_start"))
+        if container.record.get("hooks"):
+            from urunc.oci import hooks
+
+            state = container.oci_state()
+            state["status"] = STOPPED
+            hooks.run("poststop", container.record["hooks"], state, fatal=False)
         _destroy(container)
 
 

@@ -42,6 +42,7 @@ DAEMON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_TIMEOUT = 40.0
 STOP_TIMEOUT = 20.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+FIXED_DIRS = (Path("/run/docker/plugins"), Path("/run/docker"))  # deepest first
 
 
 class DockerError(subprocess.CalledProcessError):
@@ -70,6 +71,8 @@ class Dockerd:
     client_config: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     containerd: Containerd | None = field(default=None, repr=False)
+    # Fixed paths dockerd creates whatever its roots (plugin discovery), if it made them.
+    created_dirs: list[Path] = field(default_factory=list, repr=False)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +117,7 @@ def start_dockerd(*, bridge_ip: str = BRIDGE_IP) -> Dockerd:
         log_path=Path("/var/lib") / name / "dockerd.log",
         client_config=Path("/var/lib") / name / "client",
     )
+    d.created_dirs = [p for p in FIXED_DIRS if not p.exists()]
     try:
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
         subprocess.run(["nsenter", f"--net={d.netns}", "--", "ip", "link", "set", "lo", "up"], check=True,
@@ -239,6 +243,9 @@ def stop_dockerd(d: Dockerd) -> list[str]:
         _quiet(d, f"remove {path}", shutil.rmtree, path, True)
     with contextlib.suppress(FileNotFoundError):
         d.socket.unlink()
+    for path in d.created_dirs:
+        with contextlib.suppress(OSError):
+            path.rmdir()
     if os.path.exists(d.netns):
         proc = subprocess.run(["ip", "netns", "delete", d.name], capture_output=True, text=True)
         if proc.returncode != 0:

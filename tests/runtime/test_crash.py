@@ -112,15 +112,13 @@ def _read_marks(path: Path, fd_holder: list[int], timeout: float) -> list[str]:
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        while time.monotonic() < deadline:
-            poller.poll(20)
-            try:
-                chunk = os.read(fd, 4096)
-            except BlockingIOError:
-                continue
-            data += chunk
-            if data.endswith(b"\n") and not chunk:
-                break
+        # Close as soon as a line is in: while we hold the FIFO open, create runs on freely.
+        while not data.endswith(b"\n") and time.monotonic() < deadline:
+            if poller.poll(100):
+                try:
+                    data += os.read(fd, 4096)
+                except BlockingIOError:
+                    pass
     finally:
         os.close(fd)
         fd_holder.remove(fd)

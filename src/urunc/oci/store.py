@@ -154,7 +154,7 @@ class Container:
             "ociVersion": "1.0.2",
             "id": self.id,
             "status": status,
-            "pid": self.pid if status in (CREATED, RUNNING) else 0,
+            "pid": self.pid if status in (CREATING, CREATED, RUNNING) else 0,
             "bundle": self.record.get("bundle", ""),
             "rootfs": self.record.get("rootfs", ""),
             "created": self.record.get("created", ""),
