@@ -367,3 +367,57 @@ def test_malformed_pod_annotation_is_a_clear_cri_error(cri: CriClient, log_dir: 
     finally:
         _remove_pod(cri, pod_id)
     _assert_nothing_left(pod_id, [cid], netns)
+
+
+LINUX_IMAGE = "docker.io/library/urunc-cri-linux:1"
+
+
+@pytest.fixture(scope="module")
+def linux_image(containerd: Containerd, cri: CriClient, busybox_root: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Busybox with a page to serve, labelled to run as a Linux microVM under QEMU."""
+    if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
+        pytest.skip("the Linux guest kernel is not installed (run make install)")
+    www = busybox_root / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("served from a urunc pod\n")
+    tmp = tmp_path_factory.mktemp("cri-linux")
+    (tmp / "Containerfile").write_text(
+        "FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux com.urunc.unikernel.hypervisor=qemu\n"
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n')
+    built = build_image(tmp / "Containerfile", busybox_root, "urunc-cri-linux:1", tmp / "linux.tar")
+    _ctr_k8s(containerd, "image", "import", str(built.output))
+    return LINUX_IMAGE
+
+
+def _http_get(ip: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = subprocess.run(["timeout", "3", "/bin/busybox", "wget", "-q", "-O", "-", f"http://{ip}/"],
+                             capture_output=True, text=True, check=False)
+        if got.returncode == 0:
+            return got.stdout
+        time.sleep(0.3)
+    return ""
+
+
+def test_linux_guest_pod_serves_http_at_the_pod_ip(cri: CriClient, log_dir: Path, linux_image: str) -> None:
+    api = cri.api
+    config = pod_config(api, "linux-http", log_dir, uid=_uid())
+    pod_id = cri.run_pod_sandbox(config, HANDLER)
+    ids: list[str] = []
+    try:
+        pod_ip, _pause_pid, netns = _pod_facts(cri, pod_id)
+        cid = cri.create_container(pod_id, container_config(api, "web", linux_image), config)
+        ids.append(cid)
+        cri.start_container(cid)
+        assert _runtime_of(cid) == "urunc"
+        pid = _container_pid(cri, cid)
+        assert os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64")
+        assert _http_get(pod_ip, 60) == "served from a urunc pod\n"
+        cri.stop_container(cid, timeout=0)
+        assert cri.wait_container_state(cid, CONTAINER_EXITED).exit_code == 137
+        cri.remove_container(cid)
+    finally:
+        _remove_pod(cri, pod_id)
+    _assert_nothing_left(pod_id, ids, netns)
