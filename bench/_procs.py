@@ -88,7 +88,17 @@ class LineWatch:
         self.buf = b""
         self.first_line_ns = 0
         self.eof_ns = 0
+        self.marker = b""      # when set: the time it first appears goes to marker_ns
+        self.marker_ns = 0
         os.set_blocking(fd, False)
+
+    def drain(self) -> None:
+        """Read everything there is now, without waiting."""
+        while not self.eof_ns:
+            before = len(self.buf)
+            self.poll(0)
+            if len(self.buf) == before:
+                break
 
     def poll(self, timeout_s: float) -> bool:
         """Read what is there (waiting up to *timeout_s*); True once EOF was seen."""
@@ -110,6 +120,8 @@ class LineWatch:
         self.buf += chunk
         if not self.first_line_ns and b"\n" in self.buf:
             self.first_line_ns = now
+        if self.marker and not self.marker_ns and self.marker in self.buf:
+            self.marker_ns = now
         return False
 
     def wait_for(self, text: bytes | None, deadline: float) -> bool:

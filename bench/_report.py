@@ -84,7 +84,8 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for n in ("create", "start", "state", "kill", "delete"):
         out.append(f"| {n} | {_cell(cmd['urunc_ms'][n])} | {_cell(cmd['runc_ms'][n])} | "
-                   f"{_cell(cmd['pairs'][f'{n}_urunc_minus_runc_ms'])} | {_cell(cmd['pairs'][f'{n}_urunc_over_runc'])} |")
+                   f"{_cell(cmd['pairs'][f'{n}_urunc_minus_runc_ms'])} | "
+                   f"{_cell(cmd['pairs'][f'{n}_urunc_over_runc'])} |")
     out += [
         f"| `{' '.join(cmd['interpreter'])}` | {_cell(cmd['python_floor_ms'])} | | | |",
         f"| urunc state − interpreter floor | {_cell(cmd['pairs']['state_minus_python_ms'])} | | | |",
@@ -138,7 +139,7 @@ def chart(r: dict[str, Any], path: Path) -> bool:
         ("ctr run busybox true (runc)", ctd["runc_busybox_true"]["wall_ms"], "#ff7f0e"),
         ("ctr run unikernel (urunc)", ctd["urunc_unikernel"]["wall_ms"], "#1f77b4"),
     ]
-    cmd_rows = [(f"python -I -S -c pass", cmd["python_floor_ms"], "#999999")]
+    cmd_rows = [("python -I -S -c pass", cmd["python_floor_ms"], "#999999")]
     for n in ("create", "start", "state", "kill", "delete"):
         cmd_rows += [(f"runc {n}", cmd["runc_ms"][n], "#ff7f0e"), (f"urunc {n}", cmd["urunc_ms"][n], "#1f77b4")]
     fig, axes = plt.subplots(1, 2, figsize=(13, 6))

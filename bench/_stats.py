@@ -33,5 +33,5 @@ def pairwise(a: Sequence[float], b: Sequence[float], op: str) -> dict[str, float
     if len(a) != len(b):
         raise ValueError(f"unpaired runs: {len(a)} against {len(b)}")
     if op == "diff":
-        return summary([x - y for x, y in zip(a, b)])
-    return summary([x / y for x, y in zip(a, b) if y > 0])
+        return summary([x - y for x, y in zip(a, b, strict=False)])
+    return summary([x / y for x, y in zip(a, b, strict=False) if y > 0])

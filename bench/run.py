@@ -31,8 +31,20 @@ for _p in (str(REPO / "src"), str(REPO)):
 
 from bench import _report  # noqa: E402
 from bench._procs import (  # noqa: E402
-    BenchError, LineWatch, become_subreaper, cmdline_of, exe_of, kill_quietly, memory_kib,
-    ppid_of, python_processes, read_back, reap, reap_orphans, run_quiet, timed_run,
+    BenchError,
+    LineWatch,
+    become_subreaper,
+    cmdline_of,
+    exe_of,
+    kill_quietly,
+    memory_kib,
+    ppid_of,
+    python_processes,
+    read_back,
+    reap,
+    reap_orphans,
+    run_quiet,
+    timed_run,
 )
 from bench._stats import pairwise, summary  # noqa: E402
 
@@ -395,7 +407,7 @@ class Bench:
                 os.environ.pop("URUNC_CONFIG", None)
             else:
                 os.environ["URUNC_CONFIG"] = saved
-        residual = [u - b - f for u, b, f in zip(uni_wall, bb_wall, floor)]
+        residual = [u - b - f for u, b, f in zip(uni_wall, bb_wall, floor, strict=False)]
         return {
             "floor_exit_ms": summary(floor),
             "urunc_unikernel": {"wall_ms": summary(uni_wall), "first_line_ms": summary(uni_first)},
@@ -414,11 +426,14 @@ class Bench:
         failures: list[str] = []
         t0 = time.monotonic_ns()
         try:
-            for i in range(n):
+            for _ in range(n):
                 cid = self.new_id("dens")
                 pid_file = str(self.work / f"{cid}.pid")
+                for _, _, other, _ in containers:  # timestamps of the ones already up stay honest
+                    other.drain()
                 r, w = os.pipe()
                 watch = LineWatch(r)
+                watch.marker = WAITING
                 t_spawn = time.monotonic_ns()
                 try:
                     rc, err = run_quiet([*base, "create", "--bundle", self.wait, "--pid-file", pid_file, cid],
@@ -436,12 +451,12 @@ class Bench:
                     failures.append(f"{cid} start: {err}")
             t_started = time.monotonic_ns()
             up: list[float] = []
-            last = t_started
+            last = t0
             deadline = time.monotonic() + RUN_TIMEOUT * 2
             for cid, _pid, watch, t_spawn in containers:
                 if watch.wait_for(WAITING, deadline) and not watch.eof_ns:
-                    up.append(ms(watch.first_line_ns - t_spawn))
-                    last = max(last, watch.first_line_ns)
+                    up.append(ms(watch.marker_ns - t_spawn))
+                    last = max(last, watch.marker_ns)
                 else:
                     failures.append(f"{cid} never printed {WAITING!r}: {watch.buf[-200:]!r}")
             time.sleep(0.2)  # let every guest settle into hlt before reading memory
@@ -451,9 +466,12 @@ class Bench:
             monitor_exes = {exe_of(pid) for _, pid in alive}
             parents = {ppid_of(pid) for _, pid in alive}
             pythons = [(pid, argv) for pid, argv in python_processes() if pid != me]
+            # Other sessions may run urunc on this host at the same time: count ours (our
+            # --root, or a process in one of our bundles' state) and report the rest apart.
             urunc_pythons = [(pid, argv) for pid, argv in pythons
                              if any(a == self.opts.urunc or a.endswith("/urunc") or "urunc.cli" in a
                                     for a in argv[:3])]
+            ours = [(pid, argv) for pid, argv in urunc_pythons if self.root in argv]
             result = {
                 "n": n,
                 "failures": len(failures),
@@ -467,10 +485,11 @@ class Bench:
                 "monitor_executables": sorted(monitor_exes),
                 "monitor_parents_are_bench": parents <= {me},
                 "python_processes_other": len(pythons),
-                "urunc_python_processes": len(urunc_pythons),
+                "urunc_python_processes": len(ours),
+                "urunc_python_processes_other_roots": len(urunc_pythons) - len(ours),
                 "urunc_python_argv": [argv for _, argv in urunc_pythons][:5],
             }
-            for cid, pid in alive:
+            for _cid, pid in alive:
                 if cmdline_of(pid)[:1] != [self.floor_argv[0]]:
                     result["monitor_parents_are_bench"] = False
         finally:

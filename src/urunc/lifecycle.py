@@ -303,8 +303,17 @@ def _int_field(data: bytes, key: bytes) -> int | None:
 
 
 def _destroy(container: Container) -> None:
-    """Release every recorded host resource, newest first, then the state directory."""
+    """Kill a still-living init, release every recorded host resource, newest first, then the state dir."""
     from urunc import _jsonlite
+    from urunc.host import proc
+
+    # A create failing after the fork (a hook, a full disk) leaves an init blocked on exec.fifo.
+    pid = int(container.record.get("pid") or 0)
+    if pid > 0 and proc.is_alive(pid, container.record.get("pid_start")):
+        try:
+            _kill_and_wait(container, pid, container.record.get("pid_start"))
+        except _errors.HostError as exc:
+            _log.warning(str(exc))
 
     try:
         with open(container.path(RESOURCES_FILE), "rb") as f:

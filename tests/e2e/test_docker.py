@@ -155,3 +155,20 @@ def test_docker_unikernel_answers_on_container_ip(dockerd: Dockerd) -> None:
     finally:
         dockerd.docker("rm", "-f", cid)
     _assert_gone(dockerd, cid)
+
+
+def test_docker_user_and_seccomp_reach_the_monitor(dockerd: Dockerd) -> None:
+    """`docker run --user 65534:65534` (Docker adds its default seccomp profile)."""
+    cid = dockerd.docker("run", "-d", "--runtime", "urunc", "--user", "65534:65534", HELLO, "hello",
+                         "wait").stdout.strip()
+    try:
+        _wait_logs(dockerd, cid, "waiting")
+        pid = int(dockerd.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip())
+        assert os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64")
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        assert status["Uid"].split() == ["65534"] * 4
+        assert status["Gid"].split() == ["65534"] * 4
+        assert status["Seccomp"] == "2"
+    finally:
+        dockerd.docker("rm", "-f", cid, check=False)

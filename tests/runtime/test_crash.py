@@ -349,3 +349,12 @@ def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Pat
         list(pool.map(lambda cid: run("kill", cid, "KILL"), ids[:10]))
         list(pool.map(lambda cid: run("delete", "--force", cid), ids))
     assert_nothing_left(state_root, fds=before_fds)
+
+
+def test_a_create_failing_after_the_fork_kills_its_init(state_root: Path, bundle: Path) -> None:
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    (bundle / "config.json").write_text(json.dumps(spec))
+    result = create(state_root, bundle, "h1")
+    assert result.returncode != 0
+    assert_nothing_left(state_root)

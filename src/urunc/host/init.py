@@ -207,7 +207,8 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         from urunc.host import identity
 
         plan, granted, groups = identity.prepare(plan)  # as root: files the user cannot open
-        argv = _prepare_start(plan)
+        argv, monitor_fds = _prepare_start(plan)
+        granted = [*granted, *monitor_fds]
         _timestamps.mark("argv-built")
         import _signal
 
@@ -234,13 +235,19 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         os._exit(1)
 
 
-def _prepare_start(plan: Plan) -> list[str]:
-    """Start-time work inside the container's namespaces: network, then the monitor's argv."""
+def _prepare_start(plan: Plan) -> tuple[list[str], list[int]]:
+    """Start-time work inside the container's namespaces: network, then the monitor's argv
+    and the descriptors it inherits."""
     from urunc import guests, monitors
     from urunc.host import network
 
     guest = guests.get(plan.guest)
     monitor = monitors.get(plan.monitor)
     net = network.setup(plan)
+    fds: list[int] = []
+    if net is not None and plan.uid != 0:
+        fd = network.open_tap(net.tap)
+        fds.append(fd)
+        plan = plan.replace(files={**plan.files, "tap_fd": str(fd)})
     guest.start_files(plan, net)
-    return monitor.argv(plan, guest, net)
+    return monitor.argv(plan, guest, net), fds

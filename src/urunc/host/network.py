@@ -62,6 +62,7 @@ TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
 IFF_TUN_EXCL = 0x8000  # fail with EBUSY if the name exists: never attach to a foreign tap
 IFNAMSIZ = 16
 CLONE_NEWNET = 0x40000000
@@ -373,6 +374,25 @@ def _create_tap(name: str) -> int:
 
 
 # ── setup and release ────────────────────────────────────────────────────────
+
+def open_tap(name: str) -> int:
+    """Attach to our (persistent) tap as root and return an inheritable fd for the monitor.
+
+    A monitor running as the container's user cannot open /dev/net/tun itself;
+    handed this fd (QEMU ``-netdev tap,fd=N``) it needs no access to it at all.
+    """
+    import fcntl
+    import struct
+
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack(f"{IFNAMSIZ}sH", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+    except OSError as exc:
+        os.close(fd)
+        raise _errors.HostError(f"cannot attach to tap {name}: {exc.strerror}") from None
+    os.set_inheritable(fd, True)
+    return fd
+
 
 def setup(plan: Plan) -> NetInfo | None:
     """Give the guest eth0's network through a new tap; None when there is no network to give."""

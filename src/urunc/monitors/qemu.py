@@ -76,7 +76,10 @@ class Qemu(Monitor):
             argv += ["-initrd", initrd]
         virtio = "device" if guest.qemu_machine.startswith("microvm") else "pci"
         if net is not None:
-            argv += ["-netdev", f"tap,id=n0,ifname={net.tap},script=no,downscript=no,vhost=off",
+            # A monitor that is not root gets the tap as an fd the init opened for it.
+            tap = f"fd={plan.files['tap_fd']}" if plan.files.get("tap_fd") else \
+                f"ifname={net.tap},script=no,downscript=no"
+            argv += ["-netdev", f"tap,id=n0,{tap},vhost=off",
                      "-device", f"virtio-net-{virtio},netdev=n0,mac={net.mac}{guest.qemu_virtio_opts}"]
         block = plan.files.get("block") or plan.block
         if block:
