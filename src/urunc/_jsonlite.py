@@ -30,7 +30,7 @@ class _ScanContext:
         raise ValueError(f"invalid constant {name}")
 
 
-_scan = _json.make_scanner(_ScanContext())
+_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
 _quote = _json.encode_basestring_ascii
 
 

@@ -46,7 +46,7 @@ class Config:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise _errors.ConfigError(
                 f"invalid {key} {value!r} in [monitors.{name}] of {self.path} (allowed {low}..{high})")
-        return value
+        return int(value)
 
     def monitor_str(self, name: str, key: str, default: str | None) -> str | None:
         value = self.monitor(name).get(key, default)

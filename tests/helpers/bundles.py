@@ -12,6 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HELLO_ELF = REPO / "build" / "hello" / "hello.elf"
 URUNC = os.environ.get("URUNC_BIN", "/usr/local/bin/urunc")
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 HELLO_ANNOTATIONS = {
     "com.urunc.unikernel.unikernelType": "unikraft",
@@ -32,7 +33,7 @@ def base_spec(args: Sequence[str], *, annotations: dict[str, str] | None = None,
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},
             "args": list(args),
-            "env": list(env if env is not None else ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
+            "env": list(env if env is not None else [DEFAULT_PATH]),
             "cwd": "/",
         },
         "root": {"path": "rootfs"},

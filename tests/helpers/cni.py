@@ -95,7 +95,8 @@ def install_cni() -> CniNetwork:
         conf_path=CONF_DIR / CONFLIST.name,
     )
     if not SYSTEM_PLUGIN_DIR.is_dir() and not BIN_DIR.is_dir():
-        raise CniSetupUnavailable(f"no CNI plugins in {SYSTEM_PLUGIN_DIR} or {BIN_DIR} (install containernetworking-plugins)")
+        raise CniSetupUnavailable(
+            f"no CNI plugins in {SYSTEM_PLUGIN_DIR} or {BIN_DIR} (install containernetworking-plugins)")
     if CONF_DIR.is_dir():
         before = sorted(
             f for f in os.listdir(CONF_DIR) if f.endswith(CONF_SUFFIXES) and f < CONFLIST.name

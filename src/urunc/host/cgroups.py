@@ -191,7 +191,7 @@ def pids_limit(spec: Spec, vcpus: int) -> int:
         return default_pids_limit(vcpus)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit > 4 * 1024 * 1024:
         raise _errors.BundleError(f"invalid linux.resources.pids.limit {limit!r} in config.json")
-    return limit
+    return int(limit)
 
 
 def _shares(spec: Spec) -> int | None:
@@ -201,7 +201,7 @@ def _shares(spec: Spec) -> int | None:
         return None
     if isinstance(shares, bool) or not isinstance(shares, int) or not 2 <= shares <= 262144:
         raise _errors.BundleError(f"invalid linux.resources.cpu.shares {shares!r} in config.json")
-    return shares
+    return int(shares)
 
 
 def _cpuset(value: str, what: str) -> str:

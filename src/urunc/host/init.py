@@ -184,7 +184,7 @@ def _exit_on_terminating_signals() -> None:
     aside), so without handlers ``kill TERM`` of a created container would do
     nothing; execve resets them for the monitor, and SIGWINCH stays ignored.
     """
-    import _signal
+    import _signal  # type: ignore[import-not-found]
 
     def end(signum: int, frame: object) -> None:
         os._exit(128 + signum)

@@ -198,6 +198,8 @@ def preload() -> None:
 
 
 def _msgs() -> Any:
+    from types import SimpleNamespace
+
     from pyroute2 import netlink
     from pyroute2.netlink import rtnl
     from pyroute2.netlink.exceptions import NetlinkError
@@ -205,8 +207,6 @@ def _msgs() -> Any:
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
     from pyroute2.netlink.rtnl.tcmsg import common_act, tcmsg
-
-    from types import SimpleNamespace
 
     return SimpleNamespace(nl=netlink, rtnl=rtnl, NetlinkError=NetlinkError, ifaddrmsg=ifaddrmsg,
                            ifinfmsg=ifinfmsg, rtmsg=rtmsg, tcmsg=tcmsg, common_act=common_act)

@@ -43,10 +43,13 @@ _MAX_PHDRS = 4096
 
 class Device(Record):
     __slots__ = ("name", "kind")   # kind: "NET_BASIC", "BLOCK_BASIC" or "TYPE<n>"
+    name: str
+    kind: str
 
 
 class Manifest(Record):
     __slots__ = ("devices",)
+    devices: tuple[Device, ...]
 
     def first(self, kind: str) -> str | None:
         for device in self.devices:

@@ -133,4 +133,4 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 def _int(value: Any, where: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise _errors.BundleError(f"invalid {where} {value!r} in config.json")
-    return value
+    return int(value)
