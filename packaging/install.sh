@@ -40,7 +40,7 @@ PY
   chmod 755 "$tmp"
   mv "$tmp" "$PREFIX/bin/$1"
 }
-entry urunc urunc.cli main
+entry urunc urunc.cli entry
 entry urunc-build urunc.image.cli main
 
 install -m 755 "$here/packaging/containerd-shim-urunc-v2" "$PREFIX/bin/containerd-shim-urunc-v2"

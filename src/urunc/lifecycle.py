@@ -23,7 +23,6 @@ START_TIMEOUT = 60.0
 DEFAULT_STOP_GRACE = 10
 SIGKILL = 9
 SIGTERM = 15
-RESOURCES_FILE = "resources.json"
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -51,7 +50,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
     from urunc.oci import hooks
 
     spec_hooks = hooks.validate(spec.raw.get("hooks"))
-    cfg = config.load()
+    cfg = config.load(ctx.root)
     _timestamps.mark("config-loaded")
     plan = _plan.build(container_id, spec, ucfg, cfg, container.dir)
     _timestamps.mark("plan-built")
@@ -304,8 +303,7 @@ def _int_field(data: bytes, key: bytes) -> int | None:
 
 def _destroy(container: Container) -> None:
     """Kill a still-living init, release every recorded host resource, newest first, then the state dir."""
-    from urunc import _jsonlite
-    from urunc.host import proc
+    from urunc.host import proc, resources
 
     # A create failing after the fork (a hook, a full disk) leaves an init blocked on exec.fifo.
     pid = int(container.record.get("pid") or 0)
@@ -315,12 +313,7 @@ def _destroy(container: Container) -> None:
         except _errors.HostError as exc:
             _log.warning(str(exc))
 
-    try:
-        with open(container.path(RESOURCES_FILE), "rb") as f:
-            resources = _jsonlite.loads(f.read())
-    except (FileNotFoundError, ValueError):
-        resources = []
-    for resource in reversed(resources if isinstance(resources, list) else []):
+    for resource in reversed(resources.load(container.dir, strict=False)):
         try:
             _release(resource)
         except Exception as exc:  # noqa: BLE001 - go on releasing the rest, report each

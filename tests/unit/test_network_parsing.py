@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from urunc.host import network
+from urunc.host import network, resources
 
 
 @given(st.text(min_size=1, max_size=128))
@@ -99,12 +99,12 @@ def test_host_networking_gives_no_network(tmp_path: Path) -> None:
 
 def test_record_appends_then_rewrites_in_place_keeping_others(tmp_path: Path) -> None:
     other = {"kind": "file", "path": "/x"}
-    (tmp_path / network.RESOURCES_FILE).write_text(json.dumps([other]))
-    index = network._record(str(tmp_path), {"kind": "tap", "ifindex": 0}, None)
+    (tmp_path / resources.RESOURCES_FILE).write_text(json.dumps([other]))
+    index = resources.record(str(tmp_path), {"kind": "tap", "ifindex": 0}, None)
     assert index == 1
-    network._record(str(tmp_path), {"kind": "tap", "ifindex": 7}, index)
-    assert json.loads((tmp_path / network.RESOURCES_FILE).read_text()) == [other, {"kind": "tap", "ifindex": 7}]
-    assert os.listdir(tmp_path) == [network.RESOURCES_FILE]  # no temporary file left
+    resources.record(str(tmp_path), {"kind": "tap", "ifindex": 7}, index)
+    assert json.loads((tmp_path / resources.RESOURCES_FILE).read_text()) == [other, {"kind": "tap", "ifindex": 7}]
+    assert os.listdir(tmp_path) == [resources.RESOURCES_FILE]  # no temporary file left
 
 
 def test_release_of_a_vanished_namespace_is_a_no_op(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import errno
 import os
 
-from urunc import _errors, _jsonlite
+from urunc import _errors
+from urunc.host import resources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ OVERHEAD_PERCENT = 5
 DEFAULT_PIDS_BASE = 256
 MAX_PATH_DEPTH = 64
 CGROUP_ROOT = "/sys/fs/cgroup"
-RESOURCES_FILE = "resources.json"
 _V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
 
 
@@ -272,27 +272,6 @@ def _read(path: str) -> str:
         return f.read().strip()
 
 
-def record_resource(state_dir: str, resource: dict[str, Any]) -> None:
-    """Append RESOURCE to <state_dir>/resources.json: write, fsync, rename (write-ahead)."""
-    final = os.path.join(state_dir, RESOURCES_FILE)
-    try:
-        with open(final, "rb") as f:
-            current = _jsonlite.loads(f.read())
-    except FileNotFoundError:
-        current = []
-    if not isinstance(current, list):
-        current = []
-    current.append(resource)
-    tmp = final + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, _jsonlite.dumps(current).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, final)
-
-
 def _missing(directory: str, root: str) -> list[str]:
     """DIRECTORY and its ancestors below ROOT that do not exist yet, outermost first."""
     missing = []
@@ -327,7 +306,7 @@ def setup(state_dir: str, container_id: str, spec: Spec, plan: Plan, systemd: bo
         created += _missing(directory, point)
     if created:
         leaves = [d for d in dirs.values() if d in created]
-        record_resource(state_dir, {"kind": "cgroup", "dirs": created, "leaves": leaves})
+        resources.record(state_dir, {"kind": "cgroup", "dirs": created, "leaves": leaves})
     for directory in created:
         try:
             os.mkdir(directory, 0o755)

@@ -130,8 +130,7 @@ def write_initrd(
         for ino, name in enumerate(sorted(members), start=1):
             _write_member(sink, ino, members[name])
         sink.put(_header(0, 0, 0, 0, 1, 0, _TRAILER.encode()))
-        sink.close()
-        os.fsync(fd)
+        sink.close()  # no fsync: the initrd lives as long as its container, in the state dir
     except OSError as e:
         os.close(fd)
         os.unlink(tmp)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import os
 
 from urunc import _errors, _jsonlite, _log
+from urunc.host import resources
 from urunc.unikernel.net import NetInfo
 
 TYPE_CHECKING = False
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from urunc.unikernel.plan import Plan
 
 ETH = "eth0"
-RESOURCES_FILE = "resources.json"  # the same file urunc.lifecycle releases at delete
 TUN_DEVICE = "/dev/net/tun"
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA
@@ -124,43 +124,6 @@ def container_dns(plan: Plan) -> str:
             return parse_resolv_conf(f.read(65536).decode(errors="replace"))
     except OSError:
         return ""
-
-
-# ── the resources record ─────────────────────────────────────────────────────
-
-def _load_resources(state_dir: str) -> list[Any]:
-    try:
-        with open(os.path.join(state_dir, RESOURCES_FILE), "rb") as f:
-            resources = _jsonlite.loads(f.read())
-    except FileNotFoundError:
-        return []
-    except ValueError:
-        raise _errors.HostError(f"corrupt {RESOURCES_FILE} in {state_dir}") from None
-    return resources if isinstance(resources, list) else []
-
-
-def _save_resources(state_dir: str, resources: list[Any]) -> None:
-    path = os.path.join(state_dir, RESOURCES_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        # Atomic against our own death (rename); no fsync: what the record names dies with the host.
-        os.write(fd, _jsonlite.dumps(resources).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-
-
-def _record(state_dir: str, entry: dict[str, Any], index: int | None) -> int:
-    """Append ENTRY (index None) or rewrite it at INDEX; return its index."""
-    resources = _load_resources(state_dir)
-    if index is None:
-        resources.append(entry)
-        index = len(resources) - 1
-    else:
-        resources[index] = entry
-    _save_resources(state_dir, resources)
-    return index
 
 
 # ── netlink ──────────────────────────────────────────────────────────────────
@@ -434,7 +397,7 @@ def setup(plan: Plan) -> NetInfo | None:
             import socket
 
             entry["ifindex"] = socket.if_nametoindex(name)
-            index = _record(plan.state_dir, entry, None)
+            index = resources.record(plan.state_dir, entry, None)
             import fcntl
 
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
@@ -449,12 +412,12 @@ def setup(plan: Plan) -> NetInfo | None:
             nl.add_ingress(entry["ifindex"])
             nl.redirect_all(entry["ifindex"], eth_index)
             entry["eth_ingress"] = True  # write-ahead: eth0 had no ingress qdisc a moment ago
-            _record(plan.state_dir, entry, index)
+            resources.record(plan.state_dir, entry, index)
             try:
                 nl.add_ingress(eth_index)
             except _errors.HostError:
                 entry["eth_ingress"] = False  # someone else's, added in between: not ours to remove
-                _record(plan.state_dir, entry, index)
+                resources.record(plan.state_dir, entry, index)
                 raise
             nl.redirect_all(eth_index, entry["ifindex"])
         except BaseException:

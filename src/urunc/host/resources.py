@@ -1,0 +1,57 @@
+"""The record of what one container created on the host: ``<state dir>/resources.json``.
+
+Every host module (cgroups, network) writes its entry here *before* making
+the thing it names, so ``delete`` and every failure path can release exactly
+what this container created, newest first, and nothing found by a pattern.
+Writes are atomic against our own death (write, rename). No fsync: state
+lives under /run, and what the record names does not outlive the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+from urunc import _errors, _jsonlite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+RESOURCES_FILE = "resources.json"
+
+
+def load(state_dir: str, *, strict: bool = True) -> list[Any]:
+    """The recorded entries, oldest first; a corrupt record raises unless not STRICT."""
+    try:
+        with open(os.path.join(state_dir, RESOURCES_FILE), "rb") as f:
+            resources = _jsonlite.loads(f.read())
+    except FileNotFoundError:
+        return []
+    except ValueError:
+        if strict:
+            raise _errors.HostError(f"corrupt {RESOURCES_FILE} in {state_dir}") from None
+        return []
+    return resources if isinstance(resources, list) else []
+
+
+def save(state_dir: str, resources: list[Any]) -> None:
+    path = os.path.join(state_dir, RESOURCES_FILE)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, _jsonlite.dumps(resources).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def record(state_dir: str, entry: dict[str, Any], index: int | None = None) -> int:
+    """Append ENTRY (INDEX None) or rewrite the entry at INDEX; return its index."""
+    resources = load(state_dir)
+    if index is None:
+        resources.append(entry)
+        index = len(resources) - 1
+    else:
+        resources[index] = entry
+    save(state_dir, resources)
+    return index
