@@ -199,7 +199,11 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
     if plan.netns != "none":
         from urunc.host import network
 
-        network.preload()  # while CNI runs, so that `start` does not pay the import
+        import _thread
+
+        # pyroute2 costs ~65 ms to import: load it in the background while CNI runs, so
+        # that neither `start` nor a container without eth0 waits for it.
+        _thread.start_new_thread(network.preload, ())
     _timestamps.mark("init-waiting")
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
     _timestamps.mark("init-released")
@@ -216,14 +220,16 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         sys.stdout.flush()
         os.chdir("/")
+        _timestamps.mark("init-exec")
         # Only the standard streams, the fifo (closed by execve itself) and the
-        # fds granted to the monitor reach it.
+        # fds granted to the monitor reach it. Nothing opens a descriptor from here
+        # to execve: the preload thread, if it still runs, may close numbers it once
+        # held, and whatever it opens is close-on-exec.
         low = 3
         for keep in sorted({fd, *granted}):
             os.closerange(low, keep)
             low = keep + 1
         os.closerange(low, 1 << 20)
-        _timestamps.mark("init-exec")
         identity.drop(plan.uid, plan.gid, groups)
         os.execve(argv[0], argv, MONITOR_ENV)
     except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code

@@ -151,6 +151,17 @@ def _rtnl() -> Any:
     return iprsocket
 
 
+def has_eth() -> bool:
+    """Whether this network namespace has eth0 (one ioctl; ``_socket`` is cheap, ``socket`` is not)."""
+    import _socket
+
+    try:
+        _socket.if_nametoindex(ETH)
+    except OSError:
+        return False
+    return True
+
+
 def preload() -> None:
     """Import the netlink code now (the init calls this while it waits for ``start``)."""
     try:
@@ -363,6 +374,8 @@ def setup(plan: Plan) -> NetInfo | None:
         _log.warning(f"container {plan.container_id} has no network namespace (host networking): "
                      "the guest boots without network")
         return None
+    if not has_eth():
+        return None  # no CNI (plain `ctr run`): decided without waiting for pyroute2
     with _Rtnl() as nl:
         eth = nl.link_by_name(ETH)
         if eth is None:

@@ -9,7 +9,6 @@ caller falls back to the plain signal.
 from __future__ import annotations
 
 import os
-import socket
 
 from urunc import _errors, _jsonlite
 
@@ -42,6 +41,8 @@ class Client:
     def __init__(self, path: str, timeout: float = TIMEOUT) -> None:
         self.path = path
         self._buf = b""
+        import socket  # ~19 ms: only when a monitor is really asked something, not to build argv
+
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self._sock.settimeout(timeout)
         try:
