@@ -12,6 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HELLO_ELF = REPO / "build" / "hello" / "hello.elf"
 URUNC = os.environ.get("URUNC_BIN", "/usr/local/bin/urunc")
+CONFIG_CACHE = ".urunc-config.cache"  # urunc's parsed config.toml: shared by all containers, not a leftover
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 HELLO_ANNOTATIONS = {
@@ -71,7 +72,7 @@ def leftovers(root: Path) -> list[str]:
     """Everything urunc could have left behind under ROOT, by name."""
     if not root.exists():
         return []
-    return sorted(p.name for p in root.iterdir())
+    return sorted(p.name for p in root.iterdir() if p.name != CONFIG_CACHE)
 
 
 def create(root: Path, bundle: Path, cid: str, *extra: str, console: Path | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import URUNC, hello_bundle
+from tests.helpers.bundles import URUNC, hello_bundle, leftovers
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PREFIX = "com.urunc.unikernel."
@@ -221,7 +221,7 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("urunc: "), proc.stderr
     assert expected in lines[0].lower(), lines[0]
     assert len(lines[0]) < 600, lines[0]
-    assert not root.exists() or os.listdir(root) == []
+    assert leftovers(root) == []
     assert _processes_naming(container_id) == []
     with open("/proc/self/mountinfo") as f:
         assert container_id not in f.read()
