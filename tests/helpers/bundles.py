@@ -68,6 +68,15 @@ def urunc(root: Path, *args: str, check: bool = False, timeout: float = 30, **kw
                           timeout=timeout, **kwargs)  # type: ignore[call-overload]
 
 
+def cgroups_named(*names: str) -> list[str]:
+    """Cgroup directories (any hierarchy, any depth) named like one of NAMES."""
+    found: list[str] = []
+    wanted = set(names)
+    for dirpath, dirs, _files in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(dirpath, d) for d in dirs if d in wanted]
+    return found
+
+
 def leftovers(root: Path) -> list[str]:
     """Everything urunc could have left behind under ROOT, by name."""
     if not root.exists():

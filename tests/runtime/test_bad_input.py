@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import URUNC, hello_bundle, leftovers
+from tests.helpers.bundles import URUNC, cgroups_named, hello_bundle, leftovers
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PREFIX = "com.urunc.unikernel."
@@ -178,16 +178,6 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
-def _cgroups_named(name: str) -> list[str]:
-    found = []
-    if not CGROUP_ROOT.is_dir():
-        return found
-    for dirpath, dirs, _files in os.walk(CGROUP_ROOT):
-        if name in dirs:
-            found.append(os.path.join(dirpath, name))
-    return found
-
-
 def _processes_naming(text: str) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -225,7 +215,7 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Pat
     assert _processes_naming(container_id) == []
     with open("/proc/self/mountinfo") as f:
         assert container_id not in f.read()
-    assert _cgroups_named(container_id) == []
+    assert cgroups_named(container_id) == []
     assert not any(p.is_dir() for p in CGROUP_ROOT.glob("*/urunc-bad"))
     assert set(os.listdir("/sys/class/net")) - links_before == set()
     assert not Path("/tmp/urunc-pwned").exists()

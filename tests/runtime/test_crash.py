@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import REPO, hello_bundle, leftovers, urunc
+from tests.helpers.bundles import REPO, cgroups_named, hello_bundle, leftovers, urunc
 
 
 def _state_letter(pid: int) -> str:
@@ -58,7 +58,7 @@ def _fds() -> list[str]:
     return sorted(os.listdir("/proc/self/fd"))
 
 
-def assert_nothing_left(root: Path, *, fds: list[str] | None = None) -> None:
+def assert_nothing_left(root: Path, *, fds: list[str] | None = None, ids: tuple[str, ...] = ()) -> None:
     deadline = time.monotonic() + 3  # a fallback watchdog or a dying QEMU may take a moment
     while processes_naming(str(root)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -67,6 +67,7 @@ def assert_nothing_left(root: Path, *, fds: list[str] | None = None) -> None:
     assert _mounts(root) == []
     if fds is not None:
         assert _fds() == fds
+    assert cgroups_named(*ids) == []
 
 
 def _status(root: Path, cid: str) -> str:
@@ -323,7 +324,7 @@ def test_a_hundred_lifecycles_leak_nothing(state_root: Path, bundle: Path) -> No
             result = urunc(state_root, *argv)
             assert result.returncode == 0, (argv, result.stderr)
     took = time.monotonic() - began
-    assert_nothing_left(state_root, fds=before_fds)
+    assert_nothing_left(state_root, fds=before_fds, ids=tuple(f"cycle{i}" for i in range(100)))
     print(f"100 create/start/kill/delete cycles: {took:.1f}s")
 
 
@@ -348,7 +349,7 @@ def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Pat
         assert all(os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64") for pid in pids)
         list(pool.map(lambda cid: run("kill", cid, "KILL"), ids[:10]))
         list(pool.map(lambda cid: run("delete", "--force", cid), ids))
-    assert_nothing_left(state_root, fds=before_fds)
+    assert_nothing_left(state_root, fds=before_fds, ids=tuple(ids))
 
 
 def test_a_create_failing_after_the_fork_kills_its_init(state_root: Path, bundle: Path) -> None:
