@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -313,16 +314,47 @@ def test_full_disk_at_start_is_recovered_by_delete_force(tiny_root: Path, bundle
 
 # -- many containers ----------------------------------------------------------------------------
 
+class ShimLikeReaper:
+    """What containerd's shim does for the containers it starts: it is a child subreaper, so
+    each init becomes its child, and it reaps each one as soon as it exits. Without that, a
+    killed monitor stays a zombie of whoever inherits it, and a cgroup v1 keeps counting its
+    zombies: `delete` could not remove the container's cgroup."""
+
+    PR_SET_CHILD_SUBREAPER = 36
+
+    def __enter__(self) -> ShimLikeReaper:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        assert self._libc.prctl(self.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return self
+
+    def watch(self, pid: int) -> None:
+        """Reap PID (an init adopted by this process) when it exits, in the background."""
+        def reap() -> None:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+        threading.Thread(target=reap, daemon=True).start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._libc.prctl(self.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
 def test_a_hundred_lifecycles_leak_nothing(state_root: Path, bundle: Path) -> None:
     before_fds = _fds()
     began = time.monotonic()
-    for i in range(100):
-        cid = f"cycle{i}"
-        result = create(state_root, bundle, cid)
-        assert result.returncode == 0, result.stderr
-        for argv in (("start", cid), ("kill", cid, "KILL"), ("delete", "--force", cid)):
-            result = urunc(state_root, *argv)
-            assert result.returncode == 0, (argv, result.stderr)
+    with ShimLikeReaper() as reaper:
+        for i in range(100):
+            cid = f"cycle{i}"
+            result = create(state_root, bundle, cid)
+            assert result.returncode == 0, result.stderr
+            reaper.watch(json.loads(urunc(state_root, "state", cid).stdout)["pid"])
+            for argv in (("start", cid), ("kill", cid, "KILL"), ("delete", "--force", cid)):
+                result = urunc(state_root, *argv)
+                assert result.returncode == 0, (argv, result.stderr)
     took = time.monotonic() - began
     assert_nothing_left(state_root, fds=before_fds, ids=tuple(f"cycle{i}" for i in range(100)))
     print(f"100 create/start/kill/delete cycles: {took:.1f}s")
@@ -340,8 +372,10 @@ def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Pat
         result = create(state_root, bundle, cid)
         assert result.returncode == 0, result.stderr
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
+    with ShimLikeReaper() as reaper, ThreadPoolExecutor(max_workers=20) as pool:
         list(pool.map(make, ids))
+        for cid in ids:
+            reaper.watch(json.loads(urunc(state_root, "state", cid).stdout)["pid"])
         list(pool.map(lambda cid: run("start", cid), ids))
         pids = [json.loads(urunc(state_root, "state", cid).stdout)["pid"] for cid in ids]
         assert len(set(pids)) == 20
