@@ -99,6 +99,8 @@ def cri(containerd: Containerd, cri_api: CriApi, busybox_root: Path,
     if not HELLO_TAR.exists():
         pytest.skip(f"{HELLO_TAR} is not built (run make images)")
     runc_root_existed = RUNC_ROOT.exists()
+    # The pods' cgroups live under a k8s.io parent in each hierarchy, which nothing removes.
+    cgroup_parents = [p for p in Path("/sys/fs/cgroup").glob(f"*/{K8S_NS}")]
     forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     bridge_existed = _link_exists(CNI_BRIDGE)
     client = CriClient(cri_api, containerd.address)
@@ -128,6 +130,10 @@ def cri(containerd: Containerd, cri_api: CriApi, busybox_root: Path,
         if not runc_root_existed:
             with contextlib.suppress(OSError):
                 RUNC_ROOT.rmdir()
+        for parent in Path("/sys/fs/cgroup").glob(f"*/{K8S_NS}"):
+            if parent not in cgroup_parents:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
 
 
 def _link_exists(name: str) -> bool:
