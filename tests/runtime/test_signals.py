@@ -9,6 +9,7 @@ QEMU reports each signal it terminates on, on the container's stderr.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -149,9 +150,14 @@ class Running:
 def make_container(tmp_path: Path, state_root: Path) -> Iterator[object]:
     made: list[Running] = []
 
-    def make(*, grace: int | None = GRACE, start: bool = True, kernel: Path | None = None) -> Running:
+    def make(*, grace: int | None = GRACE, start: bool = True, kernel: Path | None = None,
+             user: int = 0) -> Running:
         bundle = tmp_path / f"b{len(made)}"
         hello_bundle(bundle, args=("hello", "wait"))
+        if user:
+            spec = json.loads((bundle / "config.json").read_text())
+            spec["process"]["user"] = {"uid": user, "gid": user}
+            (bundle / "config.json").write_text(json.dumps(spec))
         if kernel is not None:
             (bundle / "rootfs" / "unikernel" / "hello.elf").write_bytes(kernel.read_bytes())
         env = dict(os.environ)
@@ -203,6 +209,16 @@ def test_sigterm_powers_off_a_guest_that_handles_the_power_button(make_container
     while _processes_naming(str(c.root)):
         assert time.monotonic() < deadline, _processes_naming(str(c.root))
         time.sleep(0.05)
+
+
+def test_sigterm_is_graceful_for_a_monitor_that_is_not_root(make_container: object, acpi_guest: Path) -> None:
+    c = make_container(grace=30, kernel=acpi_guest, user=65534)  # type: ignore[operator]
+    uid_line = next(line for line in Path(f"/proc/{c.pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:"))
+    assert uid_line.split()[1:] == ["65534"] * 4
+    assert c.kill("TERM").returncode == 0
+    assert _wait_status(c.root, c.id, "stopped", 10) < 5, "stopped by the fallback, not by the guest"
+    assert c.out.read_bytes().endswith(b"waiting\npower button: powering off\n")
 
 
 def _processes_naming(text: str) -> list[int]:

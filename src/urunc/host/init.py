@@ -197,9 +197,9 @@ def _exit_on_terminating_signals() -> None:
 def _wait_and_exec(plan: Plan, fifo: str) -> None:
     _exit_on_terminating_signals()
     if plan.netns != "none":
-        from urunc.host import network
-
         import _thread
+
+        from urunc.host import network
 
         # pyroute2 costs ~65 ms to import: load it in the background while CNI runs, so
         # that neither `start` nor a container without eth0 waits for it.
@@ -255,5 +255,14 @@ def _prepare_start(plan: Plan) -> tuple[list[str], list[int]]:
         fd = network.open_tap(net.tap)
         fds.append(fd)
         plan = plan.replace(files={**plan.files, "tap_fd": str(fd)})
+    if plan.monitor == "qemu" and plan.uid != 0:
+        # The monitor's user cannot bind in the 0700 state dir: hand it a bound QMP socket.
+        from urunc.host import qmp
+
+        path = qmp.socket_path(plan.state_dir)
+        if path:
+            fd = qmp.listen(path)
+            fds.append(fd)
+            plan = plan.replace(files={**plan.files, "qmp_fd": str(fd)})
     guest.start_files(plan, net)
     return monitor.argv(plan, guest, net), fds

@@ -38,12 +38,12 @@ def kvm_usable() -> bool:
 def qmp_path(plan: Plan) -> str:
     """The QMP socket in the state dir (graceful power-down on SIGTERM), or "" for none.
 
-    QEMU binds it itself, so it needs a path short enough for a unix socket and
-    write access to the state dir (0700 root): a monitor run as another user gets none.
+    A root QEMU binds it itself; for a monitor run as another user (no access to
+    the 0700 state dir) the init binds it and hands it over as ``files["qmp_fd"]``.
     """
     from urunc.host import qmp
 
-    return qmp.socket_path(plan.state_dir) if plan.uid == 0 and plan.state_dir else ""
+    return qmp.socket_path(plan.state_dir) if plan.state_dir else ""
 
 
 class Qemu(Monitor):
@@ -92,9 +92,13 @@ class Qemu(Monitor):
         argv += guest.qemu_extra
         if plan.seccomp:
             argv += ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
-        qmp_socket = qmp_path(plan)
-        if qmp_socket:
-            argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
+        if plan.files.get("qmp_fd"):
+            argv += ["-chardev", f"socket,id=qmp0,fd={plan.files['qmp_fd']},server=on,wait=off",
+                     "-mon", "chardev=qmp0,mode=control"]
+        else:
+            qmp_socket = qmp_path(plan)
+            if qmp_socket:
+                argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
         return argv
 
 
