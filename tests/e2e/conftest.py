@@ -80,6 +80,20 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return busybox_rootfs(tmp_path_factory.mktemp("busybox-rootfs"))
 
 
+HELLO_TAR = _REPO / "build" / "images" / "hello.tar"
+
+
+@pytest.fixture(scope="session")
+def hello_image(containerd: Containerd) -> str:
+    """The sample unikernel image (make images), imported into the private containerd."""
+    if not HELLO_TAR.exists():
+        pytest.skip(f"{HELLO_TAR} is not built (run make images)")
+    containerd.ctr("image", "import", str(HELLO_TAR), timeout=120)
+    name = "docker.io/library/urunc-hello:latest"
+    assert name in containerd.ctr("image", "ls", "-q").stdout.split()
+    return name
+
+
 @pytest.fixture
 def unique_id(request: pytest.FixtureRequest) -> str:
     name = request.node.name.removeprefix("test_")

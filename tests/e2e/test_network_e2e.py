@@ -9,23 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.cni import CniNetwork
 from tests.helpers.containerd import Containerd
 
-REPO = Path(__file__).resolve().parents[2]
-HELLO_TAR = REPO / "build" / "images" / "hello.tar"
-HELLO = "docker.io/library/urunc-hello:latest"
 RUNTIME = "io.containerd.urunc.v2"
-
-
-@pytest.fixture(scope="module")
-def hello_image(containerd: Containerd) -> str:
-    if not HELLO_TAR.exists():
-        pytest.skip(f"{HELLO_TAR} is not built (run make images)")
-    containerd.ctr("image", "import", str(HELLO_TAR), timeout=120)
-    return HELLO
 
 
 def _in_netns(pid: int, *argv: str) -> str:

@@ -11,19 +11,7 @@ import pytest
 from tests.helpers.containerd import Containerd
 from urunc.image import build_image
 
-REPO = Path(__file__).resolve().parents[2]
-HELLO_TAR = REPO / "build" / "images" / "hello.tar"
-HELLO = "docker.io/library/urunc-hello:latest"
 RUNTIME = "io.containerd.urunc.v2"
-
-
-@pytest.fixture(scope="module")
-def hello_image(containerd: Containerd) -> str:
-    if not HELLO_TAR.exists():
-        pytest.skip(f"{HELLO_TAR} is not built (run make images)")
-    containerd.ctr("image", "import", str(HELLO_TAR), timeout=120)
-    assert HELLO in containerd.ctr("image", "ls", "-q").stdout.split()
-    return HELLO
 
 
 @pytest.fixture(scope="module")

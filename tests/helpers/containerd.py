@@ -294,17 +294,22 @@ def _empty_namespace(ctd: Containerd) -> None:
         ctd.problems.append(f"namespace {ctd.namespace} not removed: {proc.stderr.strip()}")
 
 
-def _stop_daemon(ctd: Containerd) -> None:
-    proc = ctd.process
+def stop_process(proc: subprocess.Popen[bytes] | None, name: str, problems: list[str],
+                 timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM a daemon we started, SIGKILL it (noting the problem) if it does not go."""
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=STOP_TIMEOUT)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        ctd.problems.append(f"containerd {proc.pid} ignored SIGTERM; killed")
+        problems.append(f"{name} {proc.pid} ignored SIGTERM; killed")
         proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT)
+        proc.wait(timeout=timeout)
+
+
+def _stop_daemon(ctd: Containerd) -> None:
+    stop_process(ctd.process, "containerd", ctd.problems)
 
 
 def _read_cmdline(pid: str) -> list[str]:

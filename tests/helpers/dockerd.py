@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers.containerd import Containerd, start_containerd, stop_containerd
+from tests.helpers.containerd import Containerd, start_containerd, stop_containerd, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DAEMON_JSON = REPO / "packaging" / "docker" / "daemon.json"
@@ -182,16 +182,7 @@ def _remove_containers(d: Dockerd) -> None:
 
 
 def _stop_daemon(d: Dockerd) -> None:
-    proc = d.process
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        d.problems.append(f"dockerd {proc.pid} ignored SIGTERM; killed")
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT)
+    stop_process(d.process, "dockerd", d.problems, STOP_TIMEOUT)
 
 
 def _kill_leftovers(d: Dockerd) -> None:

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     from urunc.cli import Args, Context
+    from urunc.oci.spec import Spec
     from urunc.oci.store import Container
+    from urunc.unikernel.config import UnikernelConfig
 
 _RUNC_CANDIDATES = ("/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc")
 SHIM_BIN = "/usr/local/lib/urunc/shim-bin"
@@ -47,6 +49,22 @@ def delegate(ctx: Context) -> NoReturn:
         os.execv(runc, ["runc", *ctx.argv])
     except OSError as exc:
         raise _errors.HostError(f"cannot run {runc}: {exc.strerror}") from None
+
+
+def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str
+                                 ) -> tuple[str, Spec, UnikernelConfig]:
+    """For create and run: the ID, Spec and unikernel settings; an ordinary bundle goes to runc."""
+    from urunc.oci import spec as _spec
+    from urunc.oci.store import validate_id
+    from urunc.unikernel import config as _ucfg
+
+    cid = container_id(args, command)
+    validate_id(cid)
+    spec = _spec.load(args.value("bundle") or os.getcwd())
+    ucfg = _ucfg.detect(spec.annotations, spec.rootfs)
+    if ucfg is None:
+        delegate(ctx)
+    return cid, spec, ucfg
 
 
 def ours_or_delegate(ctx: Context, args: Args, command: str) -> Container:

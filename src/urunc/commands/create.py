@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from urunc.commands import _common
 
 TYPE_CHECKING = False
@@ -13,15 +11,7 @@ if TYPE_CHECKING:
 
 def run(ctx: Context, args: Args) -> int:
     from urunc import lifecycle
-    from urunc.oci import spec as _spec
-    from urunc.oci.store import validate_id
-    from urunc.unikernel import config as _ucfg
 
-    container_id = _common.container_id(args, "create")
-    validate_id(container_id)
-    spec = _spec.load(args.value("bundle") or os.getcwd())
-    ucfg = _ucfg.detect(spec.annotations, spec.rootfs)
-    if ucfg is None:
-        _common.delegate(ctx)
+    container_id, spec, ucfg = _common.unikernel_bundle_or_delegate(ctx, args, "create")
     lifecycle.create(ctx, container_id, spec, ucfg, args.value("pid-file"), args.value("console-socket"))
     return 0

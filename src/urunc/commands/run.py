@@ -14,16 +14,9 @@ if TYPE_CHECKING:
 def run(ctx: Context, args: Args) -> int:
     from urunc import lifecycle
     from urunc.host import syscalls
-    from urunc.oci import spec as _spec
-    from urunc.oci.store import Container, validate_id
-    from urunc.unikernel import config as _ucfg
+    from urunc.oci.store import Container
 
-    container_id = _common.container_id(args, "run")
-    validate_id(container_id)
-    spec = _spec.load(args.value("bundle") or os.getcwd())
-    ucfg = _ucfg.detect(spec.annotations, spec.rootfs)
-    if ucfg is None:
-        _common.delegate(ctx)
+    container_id, spec, ucfg = _common.unikernel_bundle_or_delegate(ctx, args, "run")
     detach = args.flag("detach")
     if not detach:
         # The init (reparented when its intermediate parent exits) must come back to us.

@@ -231,6 +231,10 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
             low = keep + 1
         os.closerange(low, 1 << 20)
         identity.drop(plan.uid, plan.gid, groups)
+        if plan.monitor == "hvt":  # spt confines itself, QEMU has -sandbox; hvt needs ours
+            from urunc.host import seccomp
+
+            seccomp.install(seccomp.hvt_filter())
         os.execve(argv[0], argv, MONITOR_ENV)
     except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code
         message = str(exc) if isinstance(exc, _errors.UruncError) else f"{type(exc).__name__}: {exc}"
