@@ -209,7 +209,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(mode, "block-ioctl")) { unsigned long long size; ioctl(0, BLKGETSIZE64, &size); }
     else if (!strcmp(mode, "prctl-other")) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     else if (!strcmp(mode, "x32")) syscall(0x40000000 | SYS_getpid);
-    else if (!strcmp(mode, "i386")) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(20) : "memory"); } /* getpid */
+    else if (!strcmp(mode, "i386")) {  /* getpid through the i386 entry */
+        long r;
+        __asm__ volatile("int $0x80" : "=a"(r) : "a"(20) : "memory");
+    }
     else return 9;
     printf("survived %s\n", mode);
     return 0;

@@ -25,7 +25,9 @@ class Solo5Tender(Monitor):
         argv = [plan.monitor_path, f"--mem={plan.memory_mib}"]
         net_device = plan.devices.get("net")
         if net is not None and net_device:
-            argv += [f"--net:{net_device}={net.tap}", f"--net-mac:{net_device}={net.mac}"]
+            # A tender that is not root gets the tap as the fd the init opened (Solo5's @FD form).
+            tap = f"@{plan.files['tap_fd']}" if plan.files.get("tap_fd") else net.tap
+            argv += [f"--net:{net_device}={tap}", f"--net-mac:{net_device}={net.mac}"]
         block = plan.files.get("block") or plan.block
         if block:
             argv.append(f"--block:{plan.devices['block']}={block}")

@@ -19,3 +19,10 @@ def test_unprivileged_monitor_gets_the_tap_fd_the_init_opened() -> None:
     argv = monitors.get("qemu").argv(plan(uid=65534, gid=65534, files={"tap_fd": "7"}), guests.get("unikraft"), NET)
     assert _netdev(argv) == "tap,id=n0,fd=7,vhost=off"
     assert not any("ifname=" in a for a in argv)
+
+
+def test_unprivileged_solo5_tender_gets_the_tap_fd() -> None:
+    p = plan(guest="solo5", monitor="hvt", monitor_path="/usr/local/bin/solo5-hvt", accel="kvm", uid=65534,
+             gid=65534, devices={"net": "service0"}, files={"tap_fd": "9"})
+    argv = monitors.get("hvt").argv(p, guests.get("solo5"), NET)
+    assert "--net:service0=@9" in argv and not any("=tap-c1" in a for a in argv)
