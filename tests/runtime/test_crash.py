@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bundles import REPO, cgroups_named, hello_bundle, leftovers, urunc
+from tests.helpers.netns import Netns
 
 
 def _state_letter(pid: int) -> str:
@@ -343,12 +344,46 @@ class ShimLikeReaper:
         self._libc.prctl(self.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
-def test_a_hundred_lifecycles_leak_nothing(state_root: Path, bundle: Path) -> None:
+def _net_bundle(path: Path, ns: Netns) -> Path:
+    """A `hello wait` bundle in a CNI-like network namespace: each start makes a tap and redirects."""
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")] + [{"type": "network", "path": ns.path}]
+    return hello_bundle(path, args=("hello", "wait"), namespaces=namespaces)
+
+
+@pytest.fixture
+def netnses() -> Iterator[list[Netns]]:
+    made: list[Netns] = []
+    try:
+        yield made
+    finally:
+        for ns in made:
+            ns.delete()
+
+
+@pytest.fixture
+def run_tag() -> str:
+    """Container IDs name their cgroups (no cgroupsPath), and cgroups are host-wide: keep ours unique."""
+    import secrets
+
+    return secrets.token_hex(3)
+
+
+def _host_links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def test_a_hundred_lifecycles_leak_nothing(state_root: Path, tmp_path: Path, netnses: list[Netns],
+                                           run_tag: str) -> None:
+    netnses.append(Netns())
+    ns = netnses[0]
+    bundle = _net_bundle(tmp_path / "net-bundle", ns)
+    before_net = ns.snapshot()
+    before_links = _host_links()
     before_fds = _fds()
     began = time.monotonic()
     with ShimLikeReaper() as reaper:
         for i in range(100):
-            cid = f"cycle{i}"
+            cid = f"cycle{i}-{run_tag}"
             result = create(state_root, bundle, cid)
             assert result.returncode == 0, result.stderr
             reaper.watch(json.loads(urunc(state_root, "state", cid).stdout)["pid"])
@@ -356,20 +391,27 @@ def test_a_hundred_lifecycles_leak_nothing(state_root: Path, bundle: Path) -> No
                 result = urunc(state_root, *argv)
                 assert result.returncode == 0, (argv, result.stderr)
     took = time.monotonic() - began
-    assert_nothing_left(state_root, fds=before_fds, ids=tuple(f"cycle{i}" for i in range(100)))
+    assert_nothing_left(state_root, fds=before_fds, ids=tuple(f"cycle{i}-{run_tag}" for i in range(100)))
+    assert ns.snapshot() == before_net  # no tap, qdisc or filter left in the namespace
+    assert _host_links() == before_links
     print(f"100 create/start/kill/delete cycles: {took:.1f}s")
 
 
-def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Path) -> None:
+def test_twenty_concurrent_containers_leak_nothing(state_root: Path, tmp_path: Path, netnses: list[Netns],
+                                                   run_tag: str) -> None:
+    ids = [f"many{i}-{run_tag}" for i in range(20)]
+    netnses.extend(Netns() for _ in ids)
+    bundles = {cid: _net_bundle(tmp_path / cid, ns) for cid, ns in zip(ids, netnses, strict=False)}
+    before_net = [ns.snapshot() for ns in netnses]
+    before_links = _host_links()
     before_fds = _fds()
-    ids = [f"many{i}" for i in range(20)]
 
     def run(*argv: str) -> None:
         result = urunc(state_root, *argv, timeout=60)
         assert result.returncode == 0, (argv, result.stderr)
 
     def make(cid: str) -> None:
-        result = create(state_root, bundle, cid)
+        result = create(state_root, bundles[cid], cid)
         assert result.returncode == 0, result.stderr
 
     with ShimLikeReaper() as reaper, ThreadPoolExecutor(max_workers=20) as pool:
@@ -382,8 +424,12 @@ def test_twenty_concurrent_containers_leak_nothing(state_root: Path, bundle: Pat
         assert all(_status(state_root, cid) == "running" for cid in ids)
         assert all(os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64") for pid in pids)
         list(pool.map(lambda cid: run("kill", cid, "KILL"), ids[:10]))
+        taps = [link for ns in netnses for link in ns.links() if link.startswith("tap")]
+        assert len(taps) == 20  # each container made its own tap in its own namespace
         list(pool.map(lambda cid: run("delete", "--force", cid), ids))
     assert_nothing_left(state_root, fds=before_fds, ids=tuple(ids))
+    assert [ns.snapshot() for ns in netnses] == before_net
+    assert _host_links() == before_links
 
 
 def test_a_create_failing_after_the_fork_kills_its_init(state_root: Path, bundle: Path) -> None:
