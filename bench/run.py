@@ -522,8 +522,14 @@ def list_dir(path: str) -> list[str]:
         return []
 
 
+PYTHON_ENTRY = "/usr/local/lib/urunc/urunc-py"  # where the C front end (`urunc`) hands commands
+
+
 def interpreter_of(script: str) -> str:
-    """The interpreter urunc's entry script runs on (its #! line)."""
+    """The interpreter urunc's Python entry script runs on (its #! line)."""
+    with open(script, "rb") as f:
+        if f.read(4) == b"\x7fELF":
+            script = PYTHON_ENTRY
     with open(script, "rb") as f:
         first = f.readline().decode().strip()
     if not first.startswith("#!"):

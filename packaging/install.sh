@@ -28,8 +28,8 @@ mv "$staging" "$LIB/python"
 rm -rf "$LIB/python.old"
 trap - EXIT
 
-entry() {  # entry NAME MODULE FUNCTION
-  tmp="$PREFIX/bin/.$1.tmp"
+entry() {  # entry PATH MODULE FUNCTION
+  tmp="$(dirname "$1")/.$(basename "$1").tmp"
   cat > "$tmp" <<PY
 #!$interp -IS
 import sys
@@ -38,10 +38,15 @@ from $2 import $3
 raise SystemExit($3())
 PY
   chmod 755 "$tmp"
-  mv "$tmp" "$PREFIX/bin/$1"
+  mv "$tmp" "$1"
 }
-entry urunc urunc.cli entry
-entry urunc-build urunc.image.cli main
+entry "$LIB/urunc-py" urunc.cli entry
+entry "$PREFIX/bin/urunc-build" urunc.image.cli main
+
+# `urunc` itself is a small C front end: `start` natively, the rest handed to urunc-py.
+cc=${CC:-gcc}
+"$cc" -O2 -Wall -Wextra -Werror -DURUNC_PY="\"$LIB/urunc-py\"" -o "$PREFIX/bin/.urunc.tmp" "$here/src/front/urunc.c"
+mv "$PREFIX/bin/.urunc.tmp" "$PREFIX/bin/urunc"
 
 install -m 755 "$here/packaging/containerd-shim-urunc-v2" "$PREFIX/bin/containerd-shim-urunc-v2"
 # Configuration snippets for the entry points (docs/entry-points.md); nothing in /etc is touched.

@@ -25,6 +25,18 @@ SIGKILL = 9
 SIGTERM = 15
 
 
+INIT_PID_FILE = "init.pid"
+POSTSTART_MARK = "poststart"
+
+
+def _write_small(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def write_pid_file(path: str, pid: int) -> None:
     tmp = f"{path}.urunc-tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -72,12 +84,16 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             container.save()
             fifo = container.path(store.FIFO)
             os.mkfifo(fifo, 0o600)
+            if spec_hooks.get("poststart"):
+                _write_small(container.path(POSTSTART_MARK), "")  # the native start leaves these to Python
             def record_pid(pid: int) -> None:
                 # Saved before the init may go on: a create killed from here on
                 # leaves a PID that `delete --force` kills.
                 container.record["pid"] = pid
                 container.record["pid_start"] = proc.start_time(pid)
                 container.save()
+                # For the native `start` (src/front/urunc.c), which reads no JSON.
+                _write_small(container.path(INIT_PID_FILE), f"{pid} {container.record['pid_start']}\n")
 
             from urunc.host import cgroups
 

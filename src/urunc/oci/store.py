@@ -149,6 +149,8 @@ class Container:
             return CREATING if recorded == CREATING else STOPPED
         if not proc.is_alive(pid, self.record.get("pid_start")):
             return STOPPED
+        if recorded == CREATED and not os.path.exists(os.path.join(self.dir, FIFO)):
+            return RUNNING  # started by the native `start` (src/front/urunc.c), which leaves the record be
         return str(recorded)
 
     def oci_state(self) -> dict[str, Any]:
