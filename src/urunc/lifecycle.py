@@ -23,8 +23,8 @@ START_TIMEOUT = 60.0
 DEFAULT_STOP_GRACE = 10
 SIGKILL = 9
 SIGTERM = 15
-
-
+# Read by the native `start` (src/front/urunc.c): "PID STARTTIME" of the init, and a
+# mark for containers whose poststart hooks only the Python runtime runs.
 INIT_PID_FILE = "init.pid"
 POSTSTART_MARK = "poststart"
 
