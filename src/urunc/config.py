@@ -114,9 +114,8 @@ def _write_cache(cache: str, key: tuple[object, ...], data: dict[str, Any]) -> N
     try:
         blob = marshal.dumps((key, data))  # type: ignore[arg-type]  # ValueError for TOML dates: no cache
         os.makedirs(os.path.dirname(cache), mode=0o711, exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}"
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
-            f.write(blob)
-        os.rename(tmp, cache)
+        from urunc._files import write_atomic
+
+        write_atomic(cache, blob)
     except (OSError, ValueError):
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from urunc import _errors, _log, _timestamps
+from urunc._files import write_atomic
 from urunc.oci import store
 from urunc.oci.store import CREATED, CREATING, RUNNING, STOPPED, Container
 
@@ -29,22 +30,8 @@ INIT_PID_FILE = "init.pid"
 POSTSTART_MARK = "poststart"
 
 
-def _write_small(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
 def write_pid_file(path: str, pid: int) -> None:
-    tmp = f"{path}.urunc-tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    write_atomic(path, str(pid).encode(), 0o644, tmp=f"{path}.urunc-tmp")
 
 
 def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
@@ -85,7 +72,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             fifo = container.path(store.FIFO)
             os.mkfifo(fifo, 0o600)
             if spec_hooks.get("poststart"):
-                _write_small(container.path(POSTSTART_MARK), "")  # the native start leaves these to Python
+                write_atomic(container.path(POSTSTART_MARK), b"")  # the native start leaves these to Python
             def record_pid(pid: int) -> None:
                 # Saved before the init may go on: a create killed from here on
                 # leaves a PID that `delete --force` kills.
@@ -93,7 +80,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
                 container.record["pid_start"] = proc.start_time(pid)
                 container.save()
                 # For the native `start` (src/front/urunc.c), which reads no JSON.
-                _write_small(container.path(INIT_PID_FILE), f"{pid} {container.record['pid_start']}\n")
+                write_atomic(container.path(INIT_PID_FILE), f"{pid} {container.record['pid_start']}\n".encode())
 
             from urunc.host import cgroups
 

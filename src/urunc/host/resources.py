@@ -3,8 +3,7 @@
 Every host module (cgroups, network) writes its entry here *before* making
 the thing it names, so ``delete`` and every failure path can release exactly
 what this container created, newest first, and nothing found by a pattern.
-Writes are atomic against our own death (write, rename). No fsync: state
-lives under /run, and what the record names does not outlive the host.
+Writes are atomic against our own death (``write_atomic``).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import os
 
 from urunc import _errors, _jsonlite
+from urunc._files import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,14 +35,7 @@ def load(state_dir: str, *, strict: bool = True) -> list[Any]:
 
 
 def save(state_dir: str, resources: list[Any]) -> None:
-    path = os.path.join(state_dir, RESOURCES_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, _jsonlite.dumps(resources).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    write_atomic(os.path.join(state_dir, RESOURCES_FILE), _jsonlite.dumps(resources).encode())
 
 
 def record(state_dir: str, entry: dict[str, Any], index: int | None = None) -> int:

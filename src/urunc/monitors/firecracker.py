@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from urunc import _errors, _jsonlite
+from urunc._files import write_atomic
 from urunc.monitors import Monitor
 
 TYPE_CHECKING = False
@@ -57,15 +58,8 @@ class Firecracker(Monitor):
     def argv(self, plan: Plan, guest: Guest, net: NetInfo | None) -> list[str]:
         path = os.path.join(plan.state_dir, CONFIG_NAME)
         data = (_jsonlite.dumps(self.config(plan, guest, net), indent=2) + "\n").encode()
-        tmp = path + ".tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
+            write_atomic(path, data, tmp=path + ".tmp")
         except OSError as exc:
             raise _errors.HostError(f"cannot write firecracker config {path}: {exc.strerror}") from None
         return [plan.monitor_path, "--no-api", "--config-file", path]

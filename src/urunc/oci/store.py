@@ -111,29 +111,12 @@ class Container:
         return record
 
     def save(self) -> None:
-        """Write, rename: a reader (or a crash) sees the old record or the new, never half of one.
+        """Write, rename: a reader (or a crash) sees the old record or the new, never half of one."""
+        from urunc._files import write_atomic
 
-        No fsync: the state lives under /run (volatile by design) and an fsync on a
-        disk-backed /run costs milliseconds on every save, three of them per create.
-        """
         final = os.path.join(self.dir, STATE_FILE)
-        tmp = final + ".tmp"
-        data = _jsonlite.dumps(self.record, indent=1).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-        except BaseException:
-            os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        os.close(fd)
-        os.rename(tmp, final)
+        # A fixed temporary name: `delete --force` salvages the PID from it after a crash.
+        write_atomic(final, _jsonlite.dumps(self.record, indent=1).encode(), tmp=final + ".tmp")
 
     # -- derived facts ------------------------------------------------------------------------
     @property
