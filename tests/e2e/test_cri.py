@@ -26,6 +26,7 @@ import pytest
 
 from tests.cri import CriApi, CriClient, compile_api, container_config, parse_cri_log, pod_config
 from tests.helpers.containerd import Containerd
+from tests.helpers.probes import http_get, ping
 from urunc.image import build_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,15 +221,6 @@ def _assert_nothing_left(pod_id: str, container_ids: list[str], netns: str) -> N
     assert netns and not os.path.exists(netns), f"network namespace {netns} (and the taps in it) still there"
 
 
-def _ping(ip: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if subprocess.run(["/bin/busybox", "ping", "-c", "1", "-W", "1", ip], capture_output=True,
-                          timeout=10).returncode == 0:
-            return True
-    return False
-
-
 def _uid() -> str:
     return str(uuid.uuid4())
 
@@ -315,7 +307,7 @@ def test_whole_pod_sidecar_via_runc_unikernel_answers_on_pod_ip(cri: CriClient, 
         assert _runtime_of(server) == "urunc"
         out = _wait_log(log_dir / "server.log", "net up", timeout=30)
         assert f"net up {pod_ip}" in out, out
-        assert _ping(pod_ip, timeout=20), f"the unikernel does not answer ping on the pod IP {pod_ip}"
+        assert ping(pod_ip, timeout=20), f"the unikernel does not answer ping on the pod IP {pod_ip}"
         assert cri.container_status(server).status.state == CONTAINER_RUNNING
     finally:
         # RemovePodSandbox alone must take running containers down with it.
@@ -396,17 +388,6 @@ def linux_image(containerd: Containerd, cri: CriClient, busybox_root: Path,
     return LINUX_IMAGE
 
 
-def _http_get(ip: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = subprocess.run(["timeout", "3", "/bin/busybox", "wget", "-q", "-O", "-", f"http://{ip}/"],
-                             capture_output=True, text=True, check=False)
-        if got.returncode == 0:
-            return got.stdout
-        time.sleep(0.3)
-    return ""
-
-
 def test_linux_guest_pod_serves_http_at_the_pod_ip(cri: CriClient, log_dir: Path, linux_image: str) -> None:
     api = cri.api
     config = pod_config(api, "linux-http", log_dir, uid=_uid())
@@ -420,7 +401,7 @@ def test_linux_guest_pod_serves_http_at_the_pod_ip(cri: CriClient, log_dir: Path
         assert _runtime_of(cid) == "urunc"
         pid = _container_pid(cri, cid)
         assert os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64")
-        assert _http_get(pod_ip, 60) == "served from a urunc pod\n"
+        assert http_get(pod_ip, 60) == "served from a urunc pod\n"
         cri.stop_container(cid, timeout=0)
         assert cri.wait_container_state(cid, CONTAINER_EXITED).exit_code == 137
         cri.remove_container(cid)

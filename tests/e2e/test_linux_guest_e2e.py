@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers.cni import CniNetwork
 from tests.helpers.containerd import Containerd
+from tests.helpers.probes import http_get
 from urunc.image import build_image
 
 RUNTIME = "io.containerd.urunc.v2"
@@ -48,19 +49,6 @@ def test_busybox_runs_as_a_microvm_with_the_application_exit_code(containerd: Co
     assert not (Path("/run/containerd/runc") / containerd.namespace / unique_id).exists()
 
 
-def _http_get(ip: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        got = subprocess.run(["timeout", "3", "/bin/busybox", "wget", "-q", "-O", "-", f"http://{ip}/"],
-                             capture_output=True, text=True, check=False)
-        if got.returncode == 0:
-            return got.stdout
-        last = got.stderr
-        time.sleep(0.3)
-    return f"no answer: {last}"
-
-
 def test_httpd_in_a_linux_guest_answers_at_the_container_ip(containerd: Containerd, cni: CniNetwork,
                                                             linux_image: str, unique_id: str) -> None:
     containerd.ctr("run", "--cni", "-d", "--runtime", RUNTIME, linux_image, unique_id,
@@ -74,7 +62,7 @@ def test_httpd_in_a_linux_guest_answers_at_the_container_ip(containerd: Containe
                                          capture_output=True, text=True, check=True).stdout)[0]
         ip = next(a["local"] for a in eth0["addr_info"] if a["family"] == "inet")
         assert ipaddress.ip_address(ip) in cni.subnet
-        assert _http_get(ip, 60) == "hello from a urunc microVM\n"
+        assert http_get(ip, 60) == "hello from a urunc microVM\n"
         taps_before = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link"],
                                      capture_output=True, text=True, check=True).stdout
         assert " tap" in taps_before

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.helpers.cni import CniNetwork
 from tests.helpers.containerd import Containerd
+from tests.helpers.probes import ping
 
 RUNTIME = "io.containerd.urunc.v2"
 
@@ -18,15 +19,6 @@ RUNTIME = "io.containerd.urunc.v2"
 def _in_netns(pid: int, *argv: str) -> str:
     return subprocess.run(["nsenter", "-t", str(pid), "-n", *argv], capture_output=True, text=True,
                           check=True, timeout=30).stdout
-
-
-def _ping(ip: str, timeout: float = 40) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if subprocess.run(["/bin/busybox", "ping", "-c", "1", "-W", "1", ip], capture_output=True,
-                          timeout=10, check=False).returncode == 0:
-            return True
-    return False
 
 
 def _holders(ino: int) -> list[str]:
@@ -65,7 +57,7 @@ def test_sample_guest_answers_ping_at_its_cni_ip_and_teardown_leaves_nothing(
         assert f"mac={eth0['address']}".encode() in b",".join(cmdline)
         assert any(arg.startswith(f"netdev.ip={ip}/{cni.subnet.prefixlen}:{cni.gateway}".encode())
                    for arg in cmdline)
-        assert _ping(ip), containerd.log_tail()
+        assert ping(ip), containerd.log_tail()
         # ctr creates the namespace with the task and runs CNI on /proc/PID/ns/net: it ends with
         # the monitor, taking our tap with it. After teardown nothing may hold it.
         netns_ino = os.stat(f"/proc/{pid}/ns/net").st_ino
@@ -78,7 +70,7 @@ def test_sample_guest_answers_ping_at_its_cni_ip_and_teardown_leaves_nothing(
     finally:
         containerd.ctr("task", "delete", "--force", unique_id, check=False)
         containerd.ctr("container", "rm", unique_id, check=False)
-    assert not _ping(ip, timeout=2)
+    assert not ping(ip, timeout=2)
     assert unique_id not in containerd.ctr("container", "ls", "-q").stdout.split()
     after = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in after.splitlines()}

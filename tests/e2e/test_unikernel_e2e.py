@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.containerd import Containerd
+from tests.helpers.procs import DEAD, state_letter
 from urunc.image import build_image
 
 RUNTIME = "io.containerd.urunc.v2"
@@ -59,19 +60,11 @@ def test_detached_task_is_the_monitor_and_teardown_leaves_nothing(containerd: Co
         containerd.ctr("task", "delete", unique_id)
     finally:
         containerd.ctr("container", "rm", unique_id, check=False)
-    assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
+    assert state_letter(pid) in DEAD
     assert not (_runc_root(containerd) / unique_id).exists()
     with open("/proc/mounts") as f:
         assert unique_id not in f.read()
     assert unique_id not in containerd.ctr("container", "ls", "-q").stdout.split()
-
-
-def _zombie_or_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 @pytest.mark.parametrize("runtime", [RUNTIME, "io.containerd.runc.v2"])

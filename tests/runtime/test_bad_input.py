@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bundles import URUNC, cgroups_named, hello_bundle, leftovers
+from tests.helpers.procs import processes_naming
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PREFIX = "com.urunc.unikernel."
@@ -178,19 +179,6 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
-def _processes_naming(text: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if text.encode() in f.read():
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Path) -> None:
     mutate, expected = CASES[case]
@@ -212,7 +200,7 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Pat
     assert expected in lines[0].lower(), lines[0]
     assert len(lines[0]) < 600, lines[0]
     assert leftovers(root) == []
-    assert _processes_naming(container_id) == []
+    assert processes_naming(container_id, zombies=True) == []
     with open("/proc/self/mountinfo") as f:
         assert container_id not in f.read()
     assert cgroups_named(container_id) == []

@@ -25,30 +25,7 @@ import pytest
 
 from tests.helpers.bundles import REPO, cgroups_named, hello_bundle, leftovers, urunc
 from tests.helpers.netns import Netns
-
-
-def _state_letter(pid: int) -> str:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return "gone"
-    return data[data.rfind(b")") + 2 :].split()[0].decode()
-
-
-def processes_naming(text: str) -> list[int]:
-    """Live (non-zombie) processes whose argv mentions TEXT."""
-    found = []
-    needle = text.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in argv and _state_letter(int(entry)) not in ("Z", "gone"):
-            found.append(int(entry))
-    return found
+from tests.helpers.procs import processes_naming, state_letter
 
 
 def _mounts(under: Path) -> list[str]:
@@ -159,7 +136,7 @@ def test_create_killed_after_a_phase_is_recovered_by_delete_force(
     if last == "init-forked":
         # Killed after the PID was recorded: the init is alive and the state names it.
         init_pid = json.loads(urunc(state_root, "state", "k1").stdout)["pid"]
-        assert _state_letter(init_pid) not in ("gone", "Z")
+        assert state_letter(init_pid) not in ("gone", "Z")
     result = urunc(state_root, "delete", "--force", "k1")
     created_dir = CREATE_MARKS.index(last) >= CREATE_MARKS.index("plan-built")
     assert (result.returncode == 0) == created_dir, (last, result.stderr)
@@ -208,15 +185,15 @@ def test_an_init_whose_pid_was_never_recorded_does_not_outlive_create(tmp_path: 
                     "die" if create_dies else "live"], env=env, timeout=20, check=False)
     init_pid = int(pid_file.read_text())
     deadline = time.monotonic() + 3
-    while _state_letter(init_pid) not in ("gone", "Z") and time.monotonic() < deadline:
+    while state_letter(init_pid) not in ("gone", "Z") and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
         if create_dies:
-            assert _state_letter(init_pid) in ("gone", "Z")
+            assert state_letter(init_pid) in ("gone", "Z")
         else:  # acknowledged: it waits on exec.fifo for `start`, as it should
-            assert _state_letter(init_pid) == "S"
+            assert state_letter(init_pid) == "S"
     finally:
-        if _state_letter(init_pid) not in ("gone", "Z"):
+        if state_letter(init_pid) not in ("gone", "Z"):
             os.kill(init_pid, signal.SIGKILL)
 
 
@@ -233,7 +210,7 @@ def test_delete_force_with_a_corrupt_state_file_kills_the_init(state_root: Path,
     assert urunc(state_root, "delete", "c1").returncode != 0  # without --force it refuses
     result = urunc(state_root, "delete", "--force", "c1")
     assert result.returncode == 0, result.stderr
-    assert _state_letter(pid) in ("gone", "Z")
+    assert state_letter(pid) in ("gone", "Z")
     assert_nothing_left(state_root)
 
 

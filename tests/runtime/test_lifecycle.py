@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bundles import URUNC, create, hello_bundle, leftovers, urunc
+from tests.helpers.procs import DEAD, state_letter
 
 
 def _state(root: Path, cid: str) -> dict[str, object]:
@@ -143,18 +144,10 @@ def test_delete_of_a_created_container_kills_its_init(tmp_path: Path, state_root
     assert os.path.exists(f"/proc/{pid}")
     urunc(state_root, "delete", "c5", check=True)
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while state_letter(pid) not in DEAD and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not _alive(pid)
+    assert state_letter(pid) in DEAD
     assert leftovers(state_root) == []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def test_run_in_the_foreground_returns_the_monitor_exit_status(tmp_path: Path, state_root: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bundles import hello_bundle, urunc
+from tests.helpers.procs import processes_naming, state_letter
 
 GRACE = 2
 
@@ -87,14 +88,6 @@ def acpi_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot build the ACPI test guest: {exc}")
     return work / "guest.elf"
-
-
-def _stat_state(pid: int) -> str:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return "gone"
-    return data[data.rfind(b")") + 2 :].split()[0].decode()
 
 
 def _status(root: Path, cid: str) -> str:
@@ -174,7 +167,7 @@ def make_container(tmp_path: Path, state_root: Path) -> Iterator[object]:
     yield make
     for container in made:
         urunc(state_root, "delete", "--force", container.id)
-        assert _stat_state(container.pid) in ("gone", "Z")  # a zombie until its reaper gets to it
+        assert state_letter(container.pid) in ("gone", "Z")  # a zombie until its reaper gets to it
 
 
 def test_sigterm_asks_for_power_down_then_falls_back_to_the_signal(make_container: object) -> None:
@@ -206,8 +199,8 @@ def test_sigterm_powers_off_a_guest_that_handles_the_power_button(make_container
     assert b"terminating on signal" not in c.err.read_bytes()
     # The fallback watchdog leaves as soon as the monitor is gone, not after 30 s.
     deadline = began + 5
-    while _processes_naming(str(c.root)):
-        assert time.monotonic() < deadline, _processes_naming(str(c.root))
+    while processes_naming(str(c.root)):
+        assert time.monotonic() < deadline, processes_naming(str(c.root))
         time.sleep(0.05)
 
 
@@ -219,19 +212,6 @@ def test_sigterm_is_graceful_for_a_monitor_that_is_not_root(make_container: obje
     assert c.kill("TERM").returncode == 0
     assert _wait_status(c.root, c.id, "stopped", 10) < 5, "stopped by the fallback, not by the guest"
     assert c.out.read_bytes().endswith(b"waiting\npower button: powering off\n")
-
-
-def _processes_naming(text: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() \
-                        and _stat_state(int(entry)) not in ("Z", "gone"):
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def test_sigterm_without_grace_is_the_plain_signal(make_container: object) -> None:
@@ -252,11 +232,11 @@ def test_other_signals_are_forwarded(make_container: object) -> None:
     c = make_container()  # type: ignore[operator]
     assert c.kill("STOP").returncode == 0
     deadline = time.monotonic() + 3
-    while _stat_state(c.pid) != "T":
-        assert time.monotonic() < deadline, _stat_state(c.pid)
+    while state_letter(c.pid) != "T":
+        assert time.monotonic() < deadline, state_letter(c.pid)
         time.sleep(0.02)
     assert c.kill("SIGCONT").returncode == 0
-    while _stat_state(c.pid) == "T":
+    while state_letter(c.pid) == "T":
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert _status(c.root, c.id) == "running"
@@ -274,7 +254,7 @@ def test_terminal_resize_never_kills(make_container: object, started: bool) -> N
         assert c.kill("28").returncode == 0
     time.sleep(0.5)
     assert _status(c.root, c.id) == ("running" if started else "created")
-    assert _stat_state(c.pid) in ("S", "R")
+    assert state_letter(c.pid) in ("S", "R")
 
 
 def test_kill_all_and_kill_of_a_stopped_container(make_container: object) -> None:

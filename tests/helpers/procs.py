@@ -1,0 +1,33 @@
+"""Host processes as the tests see them, from /proc."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEAD = ("gone", "Z", "X")  # no process, a zombie waiting for its reaper, or one being reaped
+
+
+def state_letter(pid: int) -> str:
+    """The process's state letter from /proc/PID/stat (R, S, T, Z ...), or "gone"."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "gone"
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def processes_naming(text: str, *, zombies: bool = False) -> list[int]:
+    """Processes (but this one) whose argv mentions TEXT; zombies only when ZOMBIES."""
+    found = []
+    needle = text.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in argv and (zombies or state_letter(int(entry)) not in DEAD):
+            found.append(int(entry))
+    return found
