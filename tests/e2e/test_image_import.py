@@ -74,7 +74,8 @@ def test_ctr_import_lists_the_fully_qualified_name(
             )
             assert image.manifest_digest in line
     finally:
-        containerd.ctr("image", "rm", image.name, check=False)
+        # --sync: the next test imports the same layer; its snapshot must not be mid-GC then
+        containerd.ctr("image", "rm", "--sync", image.name, check=False)
 
 
 def test_imported_rootfs_carries_urunc_json(
@@ -97,7 +98,8 @@ def test_imported_rootfs_carries_urunc_json(
         finally:
             containerd.ctr("image", "unmount", "--rm", str(mountpoint), check=False)
     finally:
-        containerd.ctr("image", "rm", image.name, check=False)
+        # --sync: the next test imports the same layer; its snapshot must not be mid-GC then
+        containerd.ctr("image", "rm", "--sync", image.name, check=False)
 
 
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
