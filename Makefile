@@ -11,7 +11,7 @@ DEMO_IMAGE  := docker.io/library/urunc-hello:latest
 PYTEST_ARGS ?=
 
 APT_PACKAGES := qemu-system-x86 containerd runc containernetworking-plugins skopeo \
-                busybox-static iproute2 python3 python3-venv gcc make binutils libc6-dev \
+                busybox-static iproute2 python3 python3-venv python3-dev gcc make binutils libc6-dev \
                 cpio e2fsprogs ca-certificates docker.io
 
 .PHONY: all deps venv guests images install demo test unit bench lint clean
@@ -38,8 +38,8 @@ guests: deps
 	guests/linux/fetch-kernel.sh $(BUILD)/linux
 	$(MAKE) -C guests/linux OUT=$(BUILD)/linux
 
-install: venv guests
-	PYTHON=$(PYTHON) VENV=$(VENV) PREFIX=$(PREFIX) BUILD=$(BUILD) packaging/install.sh
+install: guests
+	PYTHON=$(PYTHON) PREFIX=$(PREFIX) BUILD=$(BUILD) packaging/install.sh
 
 images: install
 	mkdir -p $(IMAGES)

@@ -45,6 +45,7 @@ from bench._procs import (  # noqa: E402
     reap_orphans,
     run_quiet,
     timed_run,
+    wait_exit,
 )
 from bench._stats import pairwise, summary  # noqa: E402
 
@@ -186,13 +187,7 @@ class Bench:
         return ms(watch.first_line_ns - t0), ms(watch.eof_ns - t0)
 
     def _wait(self, proc: subprocess.Popen[bytes], watch: LineWatch, what: str, err: Any = None) -> None:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while proc.poll() is None:
-            watch.poll(0.001)
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise BenchError(f"{what} did not finish within the timeout")
+        wait_exit(proc, RUN_TIMEOUT, watch)
         if proc.returncode != 0:
             raise BenchError(f"{what} exited {proc.returncode}: {read_back(err) if err else ''}")
 

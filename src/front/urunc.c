@@ -1,10 +1,12 @@
-/* urunc's front end: `urunc start` natively, every other command handed unchanged to
- * the Python runtime (URUNC_PY, an entry script) by execv.
+/* urunc's front end: `urunc start` and `urunc state` natively, every other command handed unchanged to
+ * the Python runtime (URUNC_PY, an entry script) by execv; for `create` of a unikernel
+ * bundle it first starts the container's init (URUNC_INIT, an entry script) alongside.
  *
  * Why: containerd runs `start` between `create` and the guest's first output, and
  * all `start` does is release the init through exec.fifo and wait until the init
  * has exec'd the monitor (EOF on the fifo) or reported an error (bytes on it).
- * Starting an interpreter for that costs ~15 ms here; this costs ~1 ms.
+ * Starting an interpreter for that costs ~15 ms here; this costs ~1 ms. `state`, which
+ * containerd and kubelet poll, reads the record and prints what Python would, byte for byte.
  *
  * Anything this program does not fully understand goes to Python, which gives
  * the exact answers and error messages: other commands, options, runc's
@@ -13,6 +15,11 @@
  * src/urunc/lifecycle.py: <root>/<id>/urunc-state.json marks a urunc container;
  * init.pid holds "PID STARTTIME" of the init; exec.fifo exists until start;
  * poststart marks a container whose poststart hooks Python must run.
+ *
+ * `create`: the init is a Python process of its own (src/urunc/host/init.py). Started
+ * here, its interpreter and imports run on another core while `create`'s do, instead
+ * of after them; it is handed over as URUNC_INIT="PID:REQUEST_FD:REPORT_FD" (two
+ * pipes), and `create` kills it if the bundle turns out not to need it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +35,9 @@
 
 #ifndef URUNC_PY
 #define URUNC_PY "/usr/local/lib/urunc/urunc-py"
+#endif
+#ifndef URUNC_INIT
+#define URUNC_INIT "/usr/local/lib/urunc/urunc-init"
 #endif
 #define START_TIMEOUT_MS (60 * 1000)
 
@@ -139,6 +149,252 @@ static int option(const char *arg, const char *name)
     return !strncmp(arg, name, len) && (arg[len] == 0 || arg[len] == '=');
 }
 
+/* Whether BUNDLE looks like a unikernel's: annotations in config.json, or /urunc.json in
+ * the usual rootfs. A wrong guess costs nothing but time: Python decides for real. */
+static int unikernel_bundle(const char *bundle)
+{
+    char path[4096];
+    static char text[1 << 20];
+    if ((size_t)snprintf(path, sizeof path, "%s/rootfs/urunc.json", bundle) < sizeof path &&
+        access(path, F_OK) == 0)
+        return 1;
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", bundle) >= sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
+        used += (size_t)got;
+    close(fd);
+    text[used] = 0;
+    return strstr(text, "com.urunc.unikernel.") != NULL;
+}
+
+/* `create ... ID`: start the init of a unikernel bundle now (see the top of this file). */
+static void prestart_init(char **args)
+{
+    const char *bundle = ".";
+    for (int i = 0; args[i]; i++) {
+        const char *a = args[i];
+        if (!strcmp(a, "--"))
+            break;
+        if (option(a, "--bundle") || option(a, "-b")) {
+            const char *eq = strchr(a, '=');
+            if (eq)
+                bundle = eq + 1;
+            else if (args[i + 1])
+                bundle = args[++i];
+        }
+    }
+    if (!unikernel_bundle(bundle))
+        return;
+    int request[2], report[2];
+    if (pipe(request))
+        return;
+    if (pipe(report)) {
+        close(request[0]);
+        close(request[1]);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        char fds[64];
+        close(request[1]);
+        close(report[0]);
+        snprintf(fds, sizeof fds, "%d:%d", request[0], report[1]);
+        execl(URUNC_INIT, URUNC_INIT, fds, (char *)NULL);
+        _exit(127); /* create reads EOF on the report pipe: "container init died" */
+    }
+    close(request[0]);
+    close(report[1]);
+    if (pid < 0) {
+        close(request[1]);
+        close(report[0]);
+        return;
+    }
+    char value[96];
+    snprintf(value, sizeof value, "%d:%d:%d", (int)pid, request[1], report[0]);
+    setenv("URUNC_INIT", value, 1);
+}
+
+/* -- `state`: the record (compact JSON written by Python) read back ---------------------- */
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* End of the JSON value at P (just past it), or NULL if it is malformed. */
+static const char *skip_value(const char *p)
+{
+    p = skip_ws(p);
+    if (*p == '"') {
+        for (p++; *p && *p != '"'; p++)
+            if (*p == '\\' && !*++p)
+                return NULL;
+        return *p ? p + 1 : NULL;
+    }
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = skip_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                if (!(p = skip_value(p)) || *(p = skip_ws(p)) != ':')
+                    return NULL;
+                p++;
+            }
+            if (!(p = skip_value(p)))
+                return NULL;
+            p = skip_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    }
+    const char *start = p;
+    while (*p && strchr("+-.0123456789eEtruefalsn", *p))
+        p++;
+    return p > start ? p : NULL;
+}
+
+struct span {
+    const char *at;
+    size_t len;
+};
+
+/* The raw value of top-level KEY in OBJECT (a plain key: no escapes to compare). */
+static int field(const char *object, const char *key, struct span *out)
+{
+    const char *p = skip_ws(object);
+    size_t klen = strlen(key);
+    if (*p++ != '{')
+        return 0;
+    for (;;) {
+        p = skip_ws(p);
+        if (*p != '"')
+            return 0;
+        const char *k = p + 1, *end = skip_value(p);
+        if (!end || *(p = skip_ws(end)) != ':')
+            return 0;
+        const char *v = skip_ws(p + 1);
+        if (!(end = skip_value(v)))
+            return 0;
+        if ((size_t)(p - k) >= klen + 1 && !strncmp(k, key, klen) && k[klen] == '"' &&
+            skip_ws(k + klen + 1) == p) {
+            out->at = v;
+            out->len = (size_t)(end - v);
+            return 1;
+        }
+        p = skip_ws(end);
+        if (*p++ != ',')
+            return 0;
+    }
+}
+
+static int is_string(struct span s) { return s.len >= 2 && s.at[0] == '"'; }
+
+static int span_is(struct span s, const char *text)
+{
+    return s.len == strlen(text) && !strncmp(s.at, text, s.len);
+}
+
+/* `state ID`, as Python's `urunc state` prints it (json indent 2), when the record is
+ * plainly one of ours; anything else (runc's container, a damaged record) goes to Python. */
+static void native_state(int dfd, const char *id)
+{
+    static char text[1 << 20];
+    int fd = openat(dfd, "urunc-state.json", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        python();
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
+        used += (size_t)got;
+    close(fd);
+    if (used == 0 || used >= sizeof text - 1)
+        python();
+    text[used] = 0;
+    const char *whole = skip_value(text);
+    if (!whole || *skip_ws(whole))
+        python(); /* damaged (half written, truncated): Python says so */
+
+    struct span status, pid_s, start_s, bundle, rootfs, created, annotations;
+    if (!field(text, "status", &status) || !field(text, "pid", &pid_s) || !field(text, "pid_start", &start_s) ||
+        !field(text, "bundle", &bundle) || !field(text, "rootfs", &rootfs) ||
+        !field(text, "created", &created) || !field(text, "annotations", &annotations) ||
+        !is_string(status) || !is_string(bundle) || !is_string(rootfs) || !is_string(created) ||
+        annotations.at[0] != '{')
+        python();
+    char *end;
+    long pid = strtol(pid_s.at, &end, 10);
+    if (end != pid_s.at + pid_s.len)
+        python();
+    unsigned long long start = strtoull(start_s.at, &end, 10);
+    if (pid > 0 && end != start_s.at + start_s.len)
+        python(); /* no start time recorded (null): Python's rule */
+
+    char *out_text = NULL;
+    size_t out_size = 0;
+    FILE *out = open_memstream(&out_text, &out_size); /* all or nothing: Python may yet answer */
+    if (!out)
+        python();
+    const char *state;
+    if (span_is(status, "\"stopped\""))
+        state = "stopped";
+    else if (span_is(status, "\"creating\""))
+        state = pid > 0 && alive(pid, start) ? "creating" : pid > 0 ? "stopped" : "creating";
+    else if (span_is(status, "\"created\""))
+        state = pid <= 0 || !alive(pid, start) ? "stopped"
+                : faccessat(dfd, "exec.fifo", F_OK, 0) ? "running" : "created";
+    else if (span_is(status, "\"running\""))
+        state = pid > 0 && alive(pid, start) ? "running" : "stopped";
+    else
+        python();
+    if (!strcmp(state, "stopped"))
+        pid = 0;
+
+    fprintf(out, "{\n  \"ociVersion\": \"1.0.2\",\n  \"id\": \"%s\",\n  \"status\": \"%s\",\n  \"pid\": %ld,\n",
+           id, state, pid);
+    fprintf(out, "  \"bundle\": %.*s,\n  \"rootfs\": %.*s,\n  \"created\": %.*s,\n  \"annotations\": ",
+           (int)bundle.len, bundle.at, (int)rootfs.len, rootfs.at, (int)created.len, created.at);
+    /* {"k":"v",...} → one "k": "v" per line; string values only (anything else: Python) */
+    const char *p = skip_ws(annotations.at + 1);
+    if (*p == '}') {
+        fputs("{}", out);
+    } else {
+        fputs("{", out);
+        for (int first = 1;; first = 0) {
+            const char *k = p, *kend = skip_value(k);
+            if (*k != '"' || !kend || *(p = skip_ws(kend)) != ':')
+                python();
+            const char *v = skip_ws(p + 1), *vend = skip_value(v);
+            if (*v != '"' || !vend)
+                python();
+            fprintf(out, "%s\n    %.*s: %.*s", first ? "" : ",", (int)(kend - k), k, (int)(vend - v), v);
+            p = skip_ws(vend);
+            if (*p == '}')
+                break;
+            if (*p++ != ',')
+                python();
+            p = skip_ws(p);
+        }
+        fputs("\n  }", out);
+    }
+    fputs(",\n  \"owner\": \"\"\n}\n", out);
+    if (fclose(out))
+        python();
+    if (fwrite(out_text, 1, out_size, stdout) != out_size || fflush(stdout))
+        exit(1);
+    exit(0);
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -152,8 +408,7 @@ int main(int argc, char **argv)
     int i = 1;
 
     g_argv = argv;
-    if (getenv("URUNC_TIMESTAMPS"))
-        python();
+    unsetenv("URUNC_INIT"); /* ours to set, never inherited */
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
         const char **value = NULL;
@@ -182,7 +437,13 @@ int main(int argc, char **argv)
             }
         }
     }
-    if (i + 2 != argc || strcmp(argv[i], "start") || !valid_id(argv[i + 1]))
+    if (i < argc && !strcmp(argv[i], "create")) {
+        prestart_init(argv + i + 1);
+        python();
+    }
+    if (getenv("URUNC_TIMESTAMPS"))
+        python();
+    if (i + 2 != argc || (strcmp(argv[i], "start") && strcmp(argv[i], "state")) || !valid_id(argv[i + 1]))
         python();
     const char *id = argv[i + 1];
 
@@ -192,6 +453,8 @@ int main(int argc, char **argv)
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         python();
+    if (!strcmp(argv[i], "state"))
+        native_state(dfd, id);
     if (faccessat(dfd, "urunc-state.json", F_OK, 0) || !faccessat(dfd, "poststart", F_OK, 0))
         python(); /* runc's container, or hooks to run */
     if (flock(dfd, LOCK_EX))

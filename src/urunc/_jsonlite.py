@@ -3,7 +3,8 @@
 ``import json`` pulls in :mod:`re` and costs about 9 ms here, on every
 runtime call. The C scanner and string encoder behind :mod:`json` live in the
 built-in ``_json`` module, which imports nothing, so the hot commands
-(state, start, kill, delete) use them directly.
+(state, start, kill, delete) use them directly. Compact output comes from the
+C encoder; indented output (for people) from the small writer below.
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ class _ScanContext:
         raise ValueError(f"invalid constant {name}")
 
 
+def _unserialisable(value: Any) -> Any:
+    raise TypeError(f"cannot serialise {type(value).__name__} to json")
+
+
 _scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
 _quote = _json.encode_basestring_ascii
+# json.dumps(value, separators=(",", ":")) without json: the C encoder, no circularity check.
+_encode = _json.make_encoder(None, _unserialisable, _quote, None, ":", ",", False, False, True)
 
 
 def loads(text: str | bytes) -> Any:
@@ -63,6 +70,8 @@ def loads(text: str | bytes) -> Any:
 
 def dumps(value: Any, indent: int | None = None) -> str:
     """Serialise plain data (dict, list, tuple, str, int, float, bool, None)."""
+    if indent is None:
+        return "".join(_encode(value, 0))
     out: list[str] = []
     _dump(value, out, indent, 0)
     return "".join(out)

@@ -27,6 +27,8 @@ _VALUE = {"bundle", "pid-file", "console-socket", "format", "process", "process-
           "mem-bw-schema", "cpu-rt-period", "cpu-rt-runtime", "cpu-idle"}
 _SHORT = {"b": "bundle", "d": "detach", "f": "format", "q": "quiet", "a": "all", "p": "process",
           "e": "env", "u": "user", "t": "tty", "r": "resources", "c": "cap"}
+# runc's per-command meanings of a short option that differ from the table above.
+_SHORT_BY_COMMAND = {("delete", "f"): "force"}
 _REPEATABLE = {"env", "cap", "additional-gids"}
 
 COMMANDS: dict[str, str] = {
@@ -94,12 +96,12 @@ class Args:
         return v
 
 
-def _split_option(arg: str) -> tuple[str, str | None]:
+def _split_option(arg: str, command: str = "") -> tuple[str, str | None]:
     name = arg.lstrip("-")
+    value = None
     if "=" in name:
         name, value = name.split("=", 1)
-        return _SHORT.get(name, name), value
-    return _SHORT.get(name, name), None
+    return _SHORT_BY_COMMAND.get((command, name)) or _SHORT.get(name, name), value
 
 
 def parse(argv: Sequence[str]) -> tuple[Context, Args]:
@@ -152,7 +154,7 @@ def parse(argv: Sequence[str]) -> tuple[Context, Args]:
         if arg == "--":
             positional_only = True
             continue
-        name, value = _split_option(arg)
+        name, value = _split_option(arg, ctx.command)
         if name in _VALUE:
             if value is None:
                 if i >= n:

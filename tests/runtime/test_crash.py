@@ -162,16 +162,17 @@ def test_create_killed_at_random_moments_is_always_recovered(tmp_path: Path, sta
 
 
 SPAWN_WINDOW = r"""
-import os, sys, types
+import os, sys
 from urunc.host import init
+from tests.unit._plans import plan
 
 def record(pid):
     with open(sys.argv[2], "w") as f:
         f.write(str(pid))
     if sys.argv[3] == "die":
-        os.kill(os.getpid(), 9)  # create killed after the fork, before its state names the init
+        os.kill(os.getpid(), 9)  # create killed once the init exists, before its state names it
 
-init.spawn(types.SimpleNamespace(netns="none"), [("pid", ""), ("mount", "")], sys.argv[1], None, record)
+init.spawn(plan(), [("pid", ""), ("mount", "")], sys.argv[1], None, record)
 """
 
 
@@ -180,7 +181,7 @@ def test_an_init_whose_pid_was_never_recorded_does_not_outlive_create(tmp_path: 
                                                                        create_dies: bool) -> None:
     fifo, pid_file = tmp_path / "exec.fifo", tmp_path / "pid"
     os.mkfifo(fifo)
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}:{REPO}")
     subprocess.run([sys.executable, "-c", SPAWN_WINDOW, str(fifo), str(pid_file),
                     "die" if create_dies else "live"], env=env, timeout=20, check=False)
     init_pid = int(pid_file.read_text())

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
-from tests.helpers.bundles import URUNC, create, hello_bundle, leftovers, urunc
+from tests.helpers.bundles import HELLO_ANNOTATIONS, REPO, URUNC, create, hello_bundle, leftovers, urunc
 
 
 def test_urunc_is_the_native_front_and_python_answers_the_rest(state_root: Path) -> None:
@@ -17,6 +19,17 @@ def test_urunc_is_the_native_front_and_python_answers_the_rest(state_root: Path)
     assert urunc(state_root, "--version", check=True).stdout.startswith("urunc version ")
     missing = urunc(state_root, "start", "nope")
     assert (missing.returncode, missing.stderr) == (1, "urunc: container nope does not exist\n")
+
+
+def test_the_installed_runtime_makes_its_linux_calls_through_the_c_extension() -> None:
+    # The ctypes fallback works too, but costs every container init ~4.5 ms of imports.
+    lib = Path(URUNC).resolve().parent.parent / "lib" / "urunc"
+    interpreter = (lib / "urunc-py").read_text().splitlines()[0][2:].split()[0]
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from urunc.host import syscalls; "
+             "print(syscalls._impl.__name__, 'ctypes' in sys.modules)")
+    out = subprocess.run([interpreter, "-I", "-S", "-c", probe, str(lib / "python")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "urunc.host._linux False\n"
 
 
 def test_a_start_error_reaches_stderr_and_the_json_log(tmp_path: Path, state_root: Path) -> None:
@@ -54,3 +67,86 @@ def test_start_twice_and_start_of_a_stopped_container_get_python_s_answers(tmp_p
     assert again.returncode == 1
     assert again.stderr.startswith("urunc: cannot start container f2: it is ")
     urunc(state_root, "delete", "--force", "f2", check=True)
+
+
+def test_create_starts_the_init_alongside_and_never_leaves_an_unused_one(tmp_path: Path,
+                                                                         state_root: Path) -> None:
+    from tests.helpers.procs import processes_naming
+
+    before = set(processes_naming("urunc-init"))
+    # No PID namespace: the container's PID is the process the front end started (a fallback
+    # init, started by Python itself, would run `-c` code instead of the urunc-init script).
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"),
+                          namespaces=[{"type": t} for t in ("ipc", "uts", "mount")])
+    code, text = create(state_root, bundle, "pw1")
+    assert code == 0, text
+    pid = json.loads(urunc(state_root, "state", "pw1", check=True).stdout)["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert any(arg.endswith(b"/urunc-init") for arg in argv), argv
+    urunc(state_root, "delete", "--force", "pw1", check=True)
+    # A unikernel bundle that fails at create, and a bundle runc takes: the init started
+    # for them is killed and reaped before create exits or execs runc.
+    bad = hello_bundle(tmp_path / "bad", annotations={"com.urunc.unikernel.hypervisor": "nope"})
+    code, text = create(state_root, bad, "pw2")
+    assert code != 0 and "nope" in text
+    assert set(processes_naming("urunc-init", zombies=True)) - before == set()
+    assert leftovers(state_root) == []
+
+
+def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, state_root: Path) -> None:
+    lib = Path(URUNC).resolve().parent.parent / "lib" / "urunc"
+    # The front end built without a Python to fall back to: what it prints, it printed itself.
+    native_only = tmp_path / "urunc-native-only"
+    subprocess.run(["gcc", "-O2", "-DURUNC_PY=\"/nonexistent/urunc-py\"", "-o", str(native_only),
+                    str(REPO / "src" / "front" / "urunc.c")], check=True)
+
+    def both(cid: str, native_answers: bool = True) -> tuple[str, str]:
+        native = subprocess.run([str(native_only), "--root", str(state_root), "state", cid],
+                                capture_output=True, text=True, check=False)
+        python = subprocess.run([str(lib / "urunc-py"), "--root", str(state_root), "state", cid],
+                                capture_output=True, text=True, check=True).stdout
+        if not native_answers:
+            assert native.returncode == 1 and "cannot run /nonexistent/urunc-py" in native.stderr
+            return python, python
+        assert native.returncode == 0, native.stderr
+        return native.stdout, python
+
+    odd = {"org.example/quote": 'say "hi"\\ \t tab', "org.example/unicode": "café ☕", "z": ""}
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"), annotations=odd)
+    code, text = create(state_root, bundle, "st1")
+    assert code == 0, text
+    statuses = []
+    for step in ("created", "start", "kill"):
+        if step == "start":
+            urunc(state_root, "start", "st1", check=True)
+        elif step == "kill":
+            urunc(state_root, "kill", "st1", "KILL", check=True)
+            deadline = time.monotonic() + 10
+            while json.loads(both("st1")[1])["status"] != "stopped" and time.monotonic() < deadline:
+                time.sleep(0.05)
+        native, python = both("st1")
+        assert native == python
+        statuses.append(json.loads(native)["status"])
+    assert statuses == ["created", "running", "stopped"]
+    assert json.loads(native)["annotations"]["org.example/unicode"] == "café ☕"
+    # No annotations at all, and a record the native reader does not vouch for: Python answers.
+    plain = hello_bundle(tmp_path / "p")
+    spec = json.loads((plain / "config.json").read_text())
+    spec["annotations"] = {}
+    (plain / "config.json").write_text(json.dumps(spec))
+    (plain / "rootfs" / "urunc.json").write_text(json.dumps(
+        {k: base64.b64encode(v.encode()).decode() for k, v in HELLO_ANNOTATIONS.items()}))
+    code, text = create(state_root, plain, "st2")
+    assert code == 0, text
+    native, python = both("st2")
+    assert native == python and json.loads(native)["annotations"] == {}
+    record = state_root / "st2" / "urunc-state.json"
+    data = json.loads(record.read_text())
+    data["pid_start"] = None
+    record.write_text(json.dumps(data))
+    native, python = both("st2", native_answers=False)
+    assert json.loads(python)["status"] == "created"
+    for cid in ("st1", "st2"):
+        urunc(state_root, "delete", "--force", cid, check=True)
+    missing = urunc(state_root, "state", "st1")
+    assert (missing.returncode, missing.stderr) == (1, "urunc: container st1 does not exist\n")

@@ -221,7 +221,7 @@ def test_a_setup_failing_halfway_removes_what_it_made(tmp_path: Path, netns: Net
     # The write-ahead record names the tap and eth0's qdisc; releasing it again is harmless.
     record = json.loads((tmp_path / "resources.json").read_text())
     assert [(r["kind"], r["eth_ingress"]) for r in record] == [("tap", True)]
-    # (In a child: the runtime's lazy pyroute2 loading must not leak into this test process.)
+    # (In a child, as a second process releasing the same record would.)
     again = subprocess.run([sys.executable, "-c", "import json, sys; from urunc.host import network; "
                             "network.release(json.loads(sys.argv[1]))", json.dumps(record[0])],
                            capture_output=True, text=True, env=env, timeout=60, check=False)

@@ -8,6 +8,7 @@ from urunc import _errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 
     from urunc.cli import Args, Context
@@ -42,16 +43,19 @@ def find_runc() -> str:
                             hint="install runc or set URUNC_RUNC")
 
 
-def delegate(ctx: Context) -> NoReturn:
+def delegate(ctx: Context, before: Callable[[], None] | None = None) -> NoReturn:
     """Replace this process with runc, same argv: an ordinary container is runc's."""
     runc = find_runc()
+    if before is not None:
+        before()
     try:
         os.execv(runc, ["runc", *ctx.argv])
     except OSError as exc:
         raise _errors.HostError(f"cannot run {runc}: {exc.strerror}") from None
 
 
-def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str
+def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str,
+                                 before_delegate: Callable[[], None] | None = None,
                                  ) -> tuple[str, Spec, UnikernelConfig]:
     """For create and run: the ID, Spec and unikernel settings; an ordinary bundle goes to runc."""
     from urunc.oci import spec as _spec
@@ -63,7 +67,7 @@ def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str
     spec = _spec.load(args.value("bundle") or os.getcwd())
     ucfg = _ucfg.detect(spec.annotations, spec.rootfs)
     if ucfg is None:
-        delegate(ctx)
+        delegate(ctx, before_delegate)
     return cid, spec, ucfg
 
 

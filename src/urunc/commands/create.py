@@ -11,7 +11,15 @@ if TYPE_CHECKING:
 
 def run(ctx: Context, args: Args) -> int:
     from urunc import lifecycle
+    from urunc.host import init
 
-    container_id, spec, ucfg = _common.unikernel_bundle_or_delegate(ctx, args, "create")
-    lifecycle.create(ctx, container_id, spec, ucfg, args.value("pid-file"), args.value("console-socket"))
+    handle = init.take_prewarmed()
+    try:
+        container_id, spec, ucfg = _common.unikernel_bundle_or_delegate(
+            ctx, args, "create", before_delegate=handle.discard if handle else None)
+        lifecycle.create(ctx, container_id, spec, ucfg, args.value("pid-file"), args.value("console-socket"),
+                         handle)
+    finally:
+        if handle is not None:
+            handle.discard()
     return 0

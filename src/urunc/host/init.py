@@ -1,8 +1,10 @@
-"""The container's init: forked at ``create``, waits for ``start``, then becomes the monitor.
+"""The container's init: started with ``create``, waits for ``start``, then becomes the monitor.
 
-    create ──fork──▶ init: new session, console, namespaces (join by path or create)
+    front end ──fork+exec──▶ init (a fresh interpreter: imports while create parses the bundle)
+    create ──request (plan, namespaces, cgroup)──▶ init: session, cgroup, console, namespaces
        │               (a new PID namespace needs one more fork: the child is its PID 1)
-       ◀── "pid N" ─── reports the PID containerd must hold, then blocks opening exec.fifo
+       ◀── "pid N" ─── reports the PID containerd must hold
+    create ──ack (after its state names the PID)──▶ init: blocks opening exec.fifo
     start ──opens exec.fifo──▶ init: network, user, fds … execve(monitor argv)
 
 exec.fifo is the start barrier and the error channel at once: the init keeps
@@ -30,76 +32,155 @@ MONITOR_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 _JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
 
 
-def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
-          record_pid: Callable[[int], None] | None = None, cgroup_procs: list[str] | None = None) -> int:
-    """Fork the init and return its host PID once it is in its namespaces.
+# Set by the native front end (src/front/urunc.c) for `create`: "PID:REQUEST_FD:REPORT_FD" of
+# an init it started along with this process, whose interpreter starts while ours does.
+PREWARMED_ENV = "URUNC_INIT"
+
+
+class Handle:
+    """An init process waiting for its request: PID, the request pipe and the report pipe."""
+
+    __slots__ = ("pid", "request", "report", "used")
+
+    def __init__(self, pid: int, request: int, report: int) -> None:
+        self.pid, self.request, self.report = pid, request, report
+        self.used = False
+
+    def discard(self) -> None:
+        """Unless ``spawn`` took it (create failed early, the bundle is runc's): end it, reap it."""
+        if self.used:
+            return
+        self.used = True
+        for fd in (self.request, self.report):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def take_prewarmed() -> Handle | None:
+    """The front end's waiting init, if it started one; the variable never reaches hooks or runc."""
+    value = os.environ.pop(PREWARMED_ENV, None)
+    try:
+        pid, request, report = (int(part) for part in (value or "").split(":"))
+        for fd in (request, report):
+            os.set_inheritable(fd, False)
+    except (ValueError, OSError):
+        return None
+    return Handle(pid, request, report)
+
+
+def _start_init() -> Handle:
+    """Start an init process now (no front end started one): this interpreter, this package."""
+    import urunc
+
+    request_r, request_w = os.pipe()
+    report_r, report_w = os.pipe()
+    os.set_inheritable(request_r, True)
+    os.set_inheritable(report_w, True)
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(urunc.__file__)))
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from urunc.host.init import main; main()"
+    try:
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code, package_dir,
+                                              f"{request_r}:{report_w}"], dict(os.environ))
+    except OSError as exc:
+        for fd in (request_r, request_w, report_r, report_w):
+            os.close(fd)
+        raise _errors.HostError(f"cannot start the container init ({sys.executable}): {exc.strerror}") from None
+    os.close(request_r)
+    os.close(report_w)
+    return Handle(pid, request_w, report_r)
+
+
+class Launch:
+    """Hand an init its container in two steps, so that ``create`` makes the cgroup meanwhile.
+
+    ``Launch(...)`` sends the plan and namespaces: the init enters its session and
+    namespaces while ``create`` creates the cgroup; ``finish(cgroup_files, record_pid)``
+    sends where to join, then returns the init's host PID once it is in place.
+
+    The init is a process of its own (``main``): the front end starts it with
+    ``create`` so that both interpreters start at once, else it is started here.
+    Either way it is a fresh process, not a fork of this one: after a fork every
+    page either side touches is copied, which tripled the cost of what both did.
 
     The init goes on only after ``record_pid(pid)`` returned and acknowledged it:
-    if ``create`` dies before its state names the PID, the init sees the ack
+    if ``create`` dies before its state names the PID, the init sees the request
     pipe close and exits, so no init is ever left that ``delete`` cannot find.
     """
-    ns_fds = []
-    for kind in _JOIN_ORDER:
-        for ns_kind, path in namespaces:
-            if ns_kind == kind and path:
+
+    def __init__(self, plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
+                 handle: Handle | None = None) -> None:
+        from urunc import _jsonlite
+
+        if any(kind == "user" and not path for kind, path in namespaces):
+            raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
+        self.forks_again = any(kind == "pid" for kind, _ in namespaces)  # see _enter
+        self.init = handle or _start_init()
+        self.init.used = True
+        from urunc import _log
+
+        log = [os.path.abspath(_log._log_path) if _log._log_path else None, _log._log_format, _log._debug]
+        request = {"plan": plan.to_dict(), "namespaces": namespaces, "fifo": fifo,
+                   "console_socket": console_socket, "log": log}
+        self._send((_jsonlite.dumps(request) + "\n").encode())
+
+    def _send(self, data: bytes) -> None:
+        try:
+            _write_all(self.init.request, data)
+        except OSError:
+            pass  # it died: its report says why, or nothing ("container init died")
+
+    def finish(self, cgroup_files: list[str], record_pid: Callable[[int], None] | None = None) -> int:
+        from urunc import _jsonlite
+
+        init = self.init
+        try:
+            self._send((_jsonlite.dumps(cgroup_files) + "\n").encode())
+            chunks = []
+            while True:
+                chunk = os.read(init.report, 4096)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            message = b"".join(chunks).decode(errors="replace")
+            if self.forks_again or not message.startswith("pid "):
                 try:
-                    ns_fds.append((kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-                except OSError as exc:
-                    raise _errors.HostError(f"cannot open {kind} namespace {path}: {exc.strerror}") from None
-    new_flags = 0
-    for kind, path in namespaces:
-        if not path and kind != "user":
-            new_flags |= _spec.NAMESPACE_FLAGS[kind]
-    if any(kind == "user" and not path for kind, path in namespaces):
-        raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
-    # The init forks once more, in a new or a joined PID namespace (see _child).
-    forks_again = bool(new_flags & _spec.NAMESPACE_FLAGS["pid"]) or any(kind == "pid" for kind, _ in ns_fds)
-    console = _console_pty(console_socket) if console_socket else None
-    report_r, report_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(report_r)
-            os.close(ack_w)
-            _child(plan, ns_fds, new_flags, fifo, console, report_w, ack_r, cgroup_procs or [])
-        except BaseException as exc:  # noqa: BLE001 - a forked child must never return
-            _report(report_w, f"error {exc}")
-        finally:
-            os._exit(code)
-    os.close(report_w)
-    os.close(ack_r)
-    for _, fd in ns_fds:
-        os.close(fd)
-    if console is not None:
-        os.close(console)
-    chunks = []
-    while True:
-        chunk = os.read(report_r, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(report_r)
-    message = b"".join(chunks).decode(errors="replace")
-    if forks_again:
-        os.waitpid(pid, 0)  # the intermediate child, which exits once the init exists
-    if message.startswith("pid "):
-        init_pid = int(message[4:])
-        try:
+                    os.waitpid(init.pid, 0)  # the intermediate process, or an init that failed
+                except ChildProcessError:
+                    pass
+            if not message.startswith("pid "):
+                raise _errors.HostError(message[6:] if message.startswith("error ") else "container init died")
+            init_pid = int(message[4:])
             if record_pid is not None:
                 record_pid(init_pid)
-            os.write(ack_w, b"1")
+            _write_all(init.request, b"1")
+            return init_pid
         finally:
-            os.close(ack_w)
-        return init_pid
-    os.close(ack_w)
-    if not forks_again:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-    raise _errors.HostError(message[6:] if message.startswith("error ") else "container init died")
+            os.close(init.request)
+            os.close(init.report)
+
+    def abort(self) -> None:
+        self.init.used = False
+        self.init.discard()
+
+
+def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
+          record_pid: Callable[[int], None] | None = None, cgroup_files: list[str] | None = None,
+          handle: Handle | None = None) -> int:
+    """Both steps of ``Launch`` at once."""
+    return Launch(plan, namespaces, fifo, console_socket, handle).finish(cgroup_files or [], record_pid)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _report(fd: int, message: str) -> None:
@@ -127,13 +208,70 @@ def _console_pty(socket_path: str) -> int:
     return slave
 
 
-def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
-           console: int | None, report_w: int, ack_r: int, cgroup_procs: list[str]) -> None:
+class _Lines:
+    """Newline-framed messages from create on one pipe, then its one-byte ack."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf = fd, b""
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                os._exit(0)  # create failed, died, or handed the bundle to runc: nothing to do
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def ack(self) -> bool:
+        """True once create recorded our PID; False when it died first."""
+        return bool(self.buf or os.read(self.fd, 1))
+
+
+def main() -> None:
+    """The init process: ``argv[-1]`` is "REQUEST_FD:REPORT_FD". Never returns."""
+    request_fd, report_fd = (int(part) for part in sys.argv[-1].split(":"))
+    # While `create` parses the bundle: the modules the init needs before it reports.
+    from urunc import _jsonlite
+    from urunc.host import cgroups, syscalls  # noqa: F401
+    from urunc.unikernel.plan import Plan
+
+    lines = _Lines(request_fd)
+    try:
+        request = _jsonlite.loads(lines.line())
+        from urunc import _log
+
+        _log.configure(*request["log"])  # start-time warnings go where create's would
+        plan = Plan.from_dict(request["plan"])
+        _enter(plan, [(kind, path) for kind, path in request["namespaces"]], request["fifo"],
+               request["console_socket"], lines, report_fd)
+    except BaseException as exc:  # noqa: BLE001 - reported to create, which fails with it
+        _report(report_fd, f"error {exc}")
+    os._exit(1)
+
+
+def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
+           lines: _Lines, report_fd: int) -> None:
+    """Session, console, namespaces, cgroup; report the PID, wait for the ack, then for start."""
+    from urunc import _jsonlite
     from urunc.host import cgroups, syscalls
 
-    # Drop everything inherited but what the init needs (the state-dir lock above all:
-    # holding it would block `start`).
-    keep = sorted({0, 1, 2, report_w, ack_r, *(fd for _, fd in ns_fds), *([console] if console is not None else [])})
+    ns_fds = []
+    for kind in _JOIN_ORDER:
+        for ns_kind, path in namespaces:
+            if ns_kind == kind and path:
+                try:
+                    ns_fds.append((kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+                except OSError as exc:
+                    raise _errors.HostError(f"cannot open {kind} namespace {path}: {exc.strerror}") from None
+    new_flags = 0
+    for kind, path in namespaces:
+        if not path and kind != "user":
+            new_flags |= _spec.NAMESPACE_FLAGS[kind]
+    console = _console_pty(console_socket) if console_socket else None
+    # Nothing inherited survives but what the init needs.
+    keep = sorted({0, 1, 2, lines.fd, report_fd, *(fd for _, fd in ns_fds),
+                   *([console] if console is not None else [])})
     low = 3
     for fd in keep:
         if fd >= low:
@@ -141,8 +279,6 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
             low = fd + 1
     os.closerange(low, 1 << 20)
     os.setsid()
-    # Before any namespace: a new cgroup namespace is rooted where the init stands.
-    cgroups.join(cgroup_procs)
     if console is not None:
         import fcntl
 
@@ -151,27 +287,43 @@ def _child(plan: Plan, ns_fds: list[tuple[str, int]], new_flags: int, fifo: str,
             os.dup2(console, fd)
         if console > 2:
             os.close(console)
+
+    def join_cgroup() -> None:  # the cgroup create made meanwhile (see Launch)
+        cgroups.join(_jsonlite.loads(lines.line()))
+
+    # The cgroup is joined through the host's cgroupfs and from the host's cgroup
+    # namespace: first, if the spec joins another mount or cgroup namespace; else after
+    # the others (overlapping create's cgroup work), but before a new cgroup namespace,
+    # which is rooted where the init stands when it is made.
+    cgroup_first = any(kind in ("mount", "cgroup") for kind, _ in ns_fds)
+    if cgroup_first:
+        join_cgroup()
     # setns into a PID namespace moves only our children there, and a process whose
     # children's PID namespace is not its own cannot create threads (the monitor must).
     joined_pid = any(kind == "pid" for kind, _ in ns_fds)
     for kind, fd in ns_fds:
         syscalls.setns(fd, 0, f"{kind} namespace")
         os.close(fd)
-    if new_flags:
-        syscalls.unshare(new_flags)
+    new_cgroup_ns = new_flags & _spec.NAMESPACE_FLAGS["cgroup"]
+    if new_flags & ~new_cgroup_ns:
+        syscalls.unshare(new_flags & ~new_cgroup_ns)
     if new_flags & _spec.NAMESPACE_FLAGS["mount"]:
         # Nothing this container mounts may propagate back to the host.
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
+    if not cgroup_first:
+        join_cgroup()
+    if new_cgroup_ns:
+        syscalls.unshare(new_cgroup_ns)
     if new_flags & _spec.NAMESPACE_FLAGS["pid"] or joined_pid:
         pid = os.fork()
         if pid != 0:
-            _report(report_w, f"pid {pid}")
+            _report(report_fd, f"pid {pid}")
             os._exit(0)
-        os.close(report_w)
+        os.close(report_fd)
     else:
-        _report(report_w, f"pid {os.getpid()}")
-    acked = os.read(ack_r, 1)  # b"" when create died before recording our PID
-    os.close(ack_r)
+        _report(report_fd, f"pid {os.getpid()}")
+    acked = lines.ack()
+    os.close(lines.fd)
     if not acked:
         os._exit(1)
     _wait_and_exec(plan, fifo)
@@ -196,14 +348,7 @@ def _exit_on_terminating_signals() -> None:
 
 def _wait_and_exec(plan: Plan, fifo: str) -> None:
     _exit_on_terminating_signals()
-    if plan.netns != "none":
-        import _thread
-
-        from urunc.host import network
-
-        # pyroute2 costs ~65 ms to import: load it in the background while CNI runs, so
-        # that neither `start` nor a container without eth0 waits for it.
-        _thread.start_new_thread(network.preload, ())
+    _preload(plan)
     _timestamps.mark("init-waiting")
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
     _timestamps.mark("init-released")
@@ -222,9 +367,7 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         os.chdir("/")
         _timestamps.mark("init-exec")
         # Only the standard streams, the fifo (closed by execve itself) and the
-        # fds granted to the monitor reach it. Nothing opens a descriptor from here
-        # to execve: the preload thread, if it still runs, may close numbers it once
-        # held, and whatever it opens is close-on-exec.
+        # fds granted to the monitor reach it.
         low = 3
         for keep in sorted({fd, *granted}):
             os.closerange(low, keep)
@@ -245,20 +388,52 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         os._exit(1)
 
 
+def _preload(plan: Plan) -> None:
+    """Import what the start path runs, while create finishes and before start comes.
+
+    Not in a thread: one still holding the GIL when ``start`` arrives delays the
+    start path by up to the 5 ms switch interval.
+    """
+    try:
+        from urunc import guests, monitors
+        from urunc.host import identity  # noqa: F401
+
+        guests.get(plan.guest)
+        monitors.get(plan.monitor)
+        if plan.netns != "none" and _has_eth():
+            from urunc.host import network  # noqa: F401
+    except Exception:  # noqa: BLE001 - the start path reports the real error, if any
+        pass
+
+
+def _has_eth() -> bool:
+    """Whether this network namespace has eth0 (one ioctl); if not yet, start imports network itself."""
+    import _socket
+
+    try:
+        _socket.if_nametoindex("eth0")
+    except OSError:
+        return False
+    return True
+
+
 def _prepare_start(plan: Plan) -> tuple[list[str], list[int]]:
     """Start-time work inside the container's namespaces: network, then the monitor's argv
     and the descriptors it inherits."""
     from urunc import guests, monitors
-    from urunc.host import network
 
     guest = guests.get(plan.guest)
     monitor = monitors.get(plan.monitor)
-    net = network.setup(plan)
+    net = None
     fds: list[int] = []
-    if net is not None and plan.uid != 0:
-        fd = network.open_tap(net.tap)
-        fds.append(fd)
-        plan = plan.replace(files={**plan.files, "tap_fd": str(fd)})
+    if plan.netns == "none" or _has_eth():  # no eth0, no network: its code need not even load
+        from urunc.host import network
+
+        net = network.setup(plan)
+        if net is not None and plan.uid != 0:
+            fd = network.open_tap(net.tap)
+            fds.append(fd)
+            plan = plan.replace(files={**plan.files, "tap_fd": str(fd)})
     if plan.monitor == "qemu" and plan.uid != 0:
         # The monitor's user cannot bind in the 0700 state dir: hand it a bound QMP socket.
         from urunc.host import qmp

@@ -35,17 +35,19 @@ Decisions:
   run --cni`` runs CNI on ``/proc/PID/ns/net``), the record names that path:
   the namespace ends with the monitor, taking the tap with it, and release
   finds it gone (a reused PID is caught by the inode check).
-- **Cheap import.** pyroute2's package ``__init__`` imports all of pyroute2
-  (~150-180 ms here); :func:`_rtnl` loads only the rtnetlink socket and message
-  modules (~65 ms) without running it, and the init preloads them while it
-  waits for ``start`` (:func:`preload`), so ``start`` does not pay it.
+- **Cheap import.** The rtnetlink requests are our own (:mod:`urunc.host._netlink`,
+  stdlib ``_socket`` and ``_struct`` only): importing this module costs well
+  under a millisecond, so neither ``start`` nor ``delete`` waits for a netlink
+  library (pyroute2 took ~65 ms, even importing only its rtnetlink modules).
 """
 
 from __future__ import annotations
 
+import _socket
 import os
 
 from urunc import _errors, _jsonlite, _log
+from urunc.host import _netlink as rtnl
 from urunc.host import resources
 from urunc.unikernel.net import NetInfo
 
@@ -65,6 +67,8 @@ IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 IFF_TUN_EXCL = 0x8000  # fail with EBUSY if the name exists: never attach to a foreign tap
 IFNAMSIZ = 16
+IFF_UP = 0x1
+AF_INET = 2
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 TC_H_INGRESS = 0xFFFFFFF1
@@ -128,70 +132,11 @@ def container_dns(plan: Plan) -> str:
 
 # ── netlink ──────────────────────────────────────────────────────────────────
 
-def _rtnl() -> Any:
-    """pyroute2's rtnetlink modules, without running its package ``__init__``.
-
-    That ``__init__`` imports every pyroute2 module (~150-180 ms here); a bare
-    package object with the right ``__path__`` lets the submodules import alone.
-    """
-    import sys
-
-    if "pyroute2" not in sys.modules:
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec("pyroute2")
-        if spec is None or not spec.submodule_search_locations:
-            raise _errors.HostError("pyroute2 is not installed")
-        package = type(sys)("pyroute2")
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        sys.modules["pyroute2"] = package
-    from pyroute2.netlink.rtnl import iprsocket
-
-    return iprsocket
-
-
-def has_eth() -> bool:
-    """Whether this network namespace has eth0 (one ioctl; ``_socket`` is cheap, ``socket`` is not)."""
-    import _socket
-
-    try:
-        _socket.if_nametoindex(ETH)
-    except OSError:
-        return False
-    return True
-
-
-def preload() -> None:
-    """Import the netlink code now (the init calls this while it waits for ``start``)."""
-    try:
-        _rtnl()
-        _msgs()
-    except Exception:  # noqa: BLE001 - setup reports the real error later, if it runs
-        pass
-
-
-def _msgs() -> Any:
-    from types import SimpleNamespace
-
-    from pyroute2 import netlink
-    from pyroute2.netlink import rtnl
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-    from pyroute2.netlink.rtnl.tcmsg import common_act, tcmsg
-
-    return SimpleNamespace(nl=netlink, rtnl=rtnl, NetlinkError=NetlinkError, ifaddrmsg=ifaddrmsg,
-                           ifinfmsg=ifinfmsg, rtmsg=rtmsg, tcmsg=tcmsg, common_act=common_act)
-
-
 class _Rtnl:
     """A route-netlink socket in the namespace current when it was opened, with the few calls we need."""
 
     def __init__(self) -> None:
-        self.sock = _rtnl().IPRSocket()
-        self.m = _msgs()
+        self.sock = rtnl.Socket()
 
     def close(self) -> None:
         self.sock.close()
@@ -202,127 +147,95 @@ class _Rtnl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, msg: Any, msg_type: int, flags: int) -> list[Any]:
+    def _dump(self, kind: int, header: rtnl.Layout, **fields: int) -> list[rtnl.Message]:
+        return self.sock.request(kind, rtnl.NLM_F_DUMP, header.pack(**fields), header)
+
+    def _do(self, kind: int, header: rtnl.Layout, *attrs: bytes, create: bool = False,
+            **fields: int) -> list[rtnl.Message]:
+        flags = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL if create else 0
+        return self.sock.request(kind, flags, header.pack(**fields) + b"".join(attrs), header)
+
+    def links(self) -> list[rtnl.Message]:
+        return self._dump(rtnl.RTM_GETLINK, rtnl.IFINFOMSG)
+
+    def link(self, index: int) -> rtnl.Message | None:
         try:
-            return list(self.sock.nlm_request(msg, msg_type, flags))
-        except self.m.NetlinkError as exc:
-            raise _errors.HostError(f"netlink: {os.strerror(exc.code) if exc.code > 0 else exc}") from None
-
-    def _dump(self, msg: Any, msg_type: int) -> list[Any]:
-        return self._request(msg, msg_type, self.m.nl.NLM_F_REQUEST | self.m.nl.NLM_F_DUMP)
-
-    def _do(self, msg: Any, msg_type: int, extra: int = 0) -> None:
-        self._request(msg, msg_type, self.m.nl.NLM_F_REQUEST | self.m.nl.NLM_F_ACK | extra)
-
-    def links(self) -> list[Any]:
-        msg = self.m.ifinfmsg()
-        msg["family"] = 0
-        return self._dump(msg, self.m.rtnl.RTM_GETLINK)
-
-    def link(self, index: int) -> Any | None:
-        msg = self.m.ifinfmsg()
-        msg["family"] = 0
-        msg["index"] = index
-        try:
-            found = self._request(msg, self.m.rtnl.RTM_GETLINK, self.m.nl.NLM_F_REQUEST)
+            found = self._do(rtnl.RTM_GETLINK, rtnl.IFINFOMSG, index=index)
         except _errors.HostError:
             return None
         return found[0] if found else None
 
-    def link_by_name(self, name: str) -> Any | None:
+    def link_by_name(self, name: str) -> rtnl.Message | None:
         for link in self.links():
-            if link.get_attr("IFLA_IFNAME") == name:
+            if link.attrs.text(rtnl.IFLA_IFNAME) == name:
                 return link
         return None
 
     def set_link(self, index: int, up: bool, mtu: int | None = None) -> None:
-        msg = self.m.ifinfmsg()
-        msg["family"] = 0
-        msg["index"] = index
-        msg["change"] = 1  # IFF_UP
-        msg["flags"] = 1 if up else 0
-        if mtu:
-            msg["attrs"].append(["IFLA_MTU", mtu])
-        self._do(msg, self.m.rtnl.RTM_NEWLINK)
+        attrs = [rtnl.attr(rtnl.IFLA_MTU, mtu)] if mtu else []
+        self._do(rtnl.RTM_NEWLINK, rtnl.IFINFOMSG, *attrs, index=index, change=IFF_UP,
+                 flags=IFF_UP if up else 0)
 
     def del_link(self, index: int) -> None:
-        msg = self.m.ifinfmsg()
-        msg["family"] = 0
-        msg["index"] = index
-        self._do(msg, self.m.rtnl.RTM_DELLINK)
+        self._do(rtnl.RTM_DELLINK, rtnl.IFINFOMSG, index=index)
 
     def ipv4_address(self, index: int) -> tuple[str, int] | None:
-        msg = self.m.ifaddrmsg()
-        msg["family"] = 2  # AF_INET
-        for addr in self._dump(msg, self.m.rtnl.RTM_GETADDR):
-            if addr["index"] == index and addr["family"] == 2:
-                return addr.get_attr("IFA_ADDRESS") or addr.get_attr("IFA_LOCAL"), addr["prefixlen"]
+        for addr in self._dump(rtnl.RTM_GETADDR, rtnl.IFADDRMSG, family=AF_INET):
+            if addr["index"] == index and addr["family"] == AF_INET:
+                ip = addr.attrs.ipv4(rtnl.IFA_ADDRESS) or addr.attrs.ipv4(rtnl.IFA_LOCAL)
+                if ip:
+                    return ip, addr["prefixlen"]
         return None
 
     def default_gateway(self, index: int) -> str:
-        msg = self.m.rtmsg()
-        msg["family"] = 2
-        for route in self._dump(msg, self.m.rtnl.RTM_GETROUTE):
-            if (route["dst_len"] == 0 and route["table"] == 254 and route.get_attr("RTA_GATEWAY")
-                    and route.get_attr("RTA_OIF") in (index, None)):
-                return str(route.get_attr("RTA_GATEWAY"))
+        for route in self._dump(rtnl.RTM_GETROUTE, rtnl.RTMSG, family=AF_INET):
+            gateway = route.attrs.ipv4(rtnl.RTA_GATEWAY)
+            if (route["dst_len"] == 0 and route["table"] == rtnl.RT_TABLE_MAIN and gateway
+                    and route.attrs.u32(rtnl.RTA_OIF) in (index, None)):
+                return gateway
         return ""
 
-    def qdiscs(self, index: int) -> list[Any]:
-        msg = self.m.tcmsg()
-        msg["index"] = index
-        return [q for q in self._dump(msg, self.m.rtnl.RTM_GETQDISC) if q["index"] == index]
+    def qdiscs(self, index: int) -> list[rtnl.Message]:
+        return [q for q in self._dump(rtnl.RTM_GETQDISC, rtnl.TCMSG, index=index) if q["index"] == index]
 
     def has_ingress(self, index: int) -> bool:
-        return any(q["parent"] == TC_H_INGRESS or q.get_attr("TCA_KIND") in ("ingress", "clsact")
+        return any(q["parent"] == TC_H_INGRESS or q.attrs.text(rtnl.TCA_KIND) in ("ingress", "clsact")
                    for q in self.qdiscs(index))
 
     def add_ingress(self, index: int) -> None:
-        msg = self.m.tcmsg()
-        msg["index"] = index
-        msg["handle"] = INGRESS_HANDLE
-        msg["parent"] = TC_H_INGRESS
-        msg["attrs"].append(["TCA_KIND", "ingress"])
-        self._do(msg, self.m.rtnl.RTM_NEWQDISC, self.m.nl.NLM_F_CREATE | self.m.nl.NLM_F_EXCL)
+        self._do(rtnl.RTM_NEWQDISC, rtnl.TCMSG, rtnl.attr(rtnl.TCA_KIND, "ingress"), create=True,
+                 index=index, handle=INGRESS_HANDLE, parent=TC_H_INGRESS)
 
     def del_ingress(self, index: int) -> None:
-        msg = self.m.tcmsg()
-        msg["index"] = index
-        msg["handle"] = INGRESS_HANDLE
-        msg["parent"] = TC_H_INGRESS
-        msg["attrs"].append(["TCA_KIND", "ingress"])
-        self._do(msg, self.m.rtnl.RTM_DELQDISC)
+        self._do(rtnl.RTM_DELQDISC, rtnl.TCMSG, rtnl.attr(rtnl.TCA_KIND, "ingress"),
+                 index=index, handle=INGRESS_HANDLE, parent=TC_H_INGRESS)
 
     def redirect_all(self, index: int, to_index: int) -> None:
         """``tc filter add dev INDEX parent ffff: protocol all prio 1 u32 match u32 0 0
         action mirred egress redirect dev TO_INDEX``"""
-        import socket
-
-        msg = self.m.tcmsg()
-        msg["index"] = index
-        msg["handle"] = 0
-        msg["parent"] = INGRESS_HANDLE
-        msg["info"] = socket.htons(ETH_P_ALL) | (FILTER_PRIO << 16)
-        action = {"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": to_index}
-        opts = {"attrs": [["TCA_U32_ACT", self.m.common_act.get_tca_action({"action": action})],
-                          ["TCA_U32_SEL", {"keys": ["0x0/0x0+0"]}]]}
-        msg["attrs"].append(["TCA_KIND", "u32"])
-        msg["attrs"].append(["TCA_OPTIONS", opts])
-        self._do(msg, self.m.rtnl.RTM_NEWTFILTER, self.m.nl.NLM_F_CREATE | self.m.nl.NLM_F_EXCL)
+        match_all = rtnl.TC_U32_SEL.pack(flags=rtnl.TC_U32_TERMINAL, nkeys=1) + rtnl.TC_U32_KEY.pack()
+        mirred = rtnl.TC_MIRRED.pack(action=rtnl.TC_ACT_STOLEN, eaction=rtnl.TCA_EGRESS_REDIR, ifindex=to_index)
+        action = rtnl.nest(1,  # the first action of the list
+                           rtnl.attr(rtnl.TCA_ACT_KIND, "mirred"),
+                           rtnl.nest(rtnl.TCA_ACT_OPTIONS, rtnl.attr(rtnl.TCA_MIRRED_PARMS, mirred)))
+        options = rtnl.nest(rtnl.TCA_OPTIONS,
+                            rtnl.attr(rtnl.TCA_U32_SEL, match_all),
+                            rtnl.nest(rtnl.TCA_U32_ACT, action))
+        self._do(rtnl.RTM_NEWTFILTER, rtnl.TCMSG, rtnl.attr(rtnl.TCA_KIND, "u32"), options, create=True,
+                 index=index, parent=INGRESS_HANDLE, info=FILTER_PRIO << 16 | _socket.htons(ETH_P_ALL))
 
     def redirect_targets(self, index: int) -> list[int]:
         """The ifindexes the ingress filters of INDEX redirect to (u32 + mirred)."""
-        msg = self.m.tcmsg()
-        msg["index"] = index
-        msg["parent"] = INGRESS_HANDLE
         targets = []
-        for filt in self._dump(msg, self.m.rtnl.RTM_GETTFILTER):
-            options = filt.get_attr("TCA_OPTIONS")
-            acts = options.get_attr("TCA_U32_ACT") if options is not None and hasattr(options, "get_attr") else None
-            for _, act in (acts["attrs"] if acts is not None else []):
-                if act.get_attr("TCA_ACT_KIND") == "mirred":
-                    parms = act.get_attr("TCA_ACT_OPTIONS").get_attr("TCA_MIRRED_PARMS")
-                    targets.append(parms["ifindex"])
+        for filt in self._dump(rtnl.RTM_GETTFILTER, rtnl.TCMSG, index=index, parent=INGRESS_HANDLE):
+            options = filt.attrs.nested(rtnl.TCA_OPTIONS) if filt.attrs.text(rtnl.TCA_KIND) == "u32" else None
+            actions = options.nested(rtnl.TCA_U32_ACT) if options is not None else None
+            for value in (actions or {}).values():
+                action = rtnl.parse_attrs(value)
+                act_options = action.nested(rtnl.TCA_ACT_OPTIONS)
+                parms = act_options.get(rtnl.TCA_MIRRED_PARMS) if act_options is not None else None
+                if action.text(rtnl.TCA_ACT_KIND) == "mirred" and parms is not None:
+                    targets.append(rtnl.TC_MIRRED.unpack(parms)["ifindex"])
         return targets
 
 
@@ -374,8 +287,6 @@ def setup(plan: Plan) -> NetInfo | None:
         _log.warning(f"container {plan.container_id} has no network namespace (host networking): "
                      "the guest boots without network")
         return None
-    if not has_eth():
-        return None  # no CNI (plain `ctr run`): decided without waiting for pyroute2
     with _Rtnl() as nl:
         eth = nl.link_by_name(ETH)
         if eth is None:
@@ -390,14 +301,15 @@ def setup(plan: Plan) -> NetInfo | None:
             names = []
             for target in nl.redirect_targets(eth_index):
                 link = nl.link(target)
-                names.append(link.get_attr("IFLA_IFNAME") if link is not None else f"ifindex {target}")
+                ifname = link.attrs.text(rtnl.IFLA_IFNAME) if link is not None else None
+                names.append(ifname or f"ifindex {target}")
             detail = f" redirecting to {', '.join(names)}" if names else ""
             raise _errors.HostError(
                 f"{ETH} in network namespace {plan.netns or 'of the container'} already has an ingress qdisc"
                 f"{detail}: one unikernel per network namespace")
         gateway = nl.default_gateway(eth_index)
-        mac = eth.get_attr("IFLA_ADDRESS")
-        mtu = eth.get_attr("IFLA_MTU")
+        mac = eth.attrs.mac(rtnl.IFLA_ADDRESS) or ""
+        mtu = eth.attrs.u32(rtnl.IFLA_MTU)
         name = tap_name(plan.container_id)
         netns = plan.netns or f"/proc/{os.getpid()}/ns/net"
         entry: dict[str, Any] = {
@@ -407,9 +319,7 @@ def setup(plan: Plan) -> NetInfo | None:
         fd = _create_tap(name)
         index: int | None = None
         try:
-            import socket
-
-            entry["ifindex"] = socket.if_nametoindex(name)
+            entry["ifindex"] = _socket.if_nametoindex(name)
             index = resources.record(plan.state_dir, entry, None)
             import fcntl
 
@@ -474,19 +384,20 @@ def release(resource: dict[str, Any]) -> None:
 def _release_in(nl: _Rtnl, resource: dict[str, Any]) -> None:
     tap_index = resource.get("ifindex") or 0
     tap = nl.link(tap_index) if tap_index else None
-    ours = (tap is not None and tap.get_attr("IFLA_IFNAME") == resource.get("name")
+    ours = (tap is not None and tap.attrs.text(rtnl.IFLA_IFNAME) == resource.get("name")
             and _link_kind(tap) == "tun")
     eth_index = resource.get("eth_ifindex") or 0
     if resource.get("eth_ingress") and eth_index:
         eth = nl.link(eth_index)
         # Only our qdisc: eth0's ingress must redirect nowhere but to our tap.
-        if eth is not None and eth.get_attr("IFLA_IFNAME") == resource.get("eth") and nl.has_ingress(eth_index):
+        named = eth is not None and eth.attrs.text(rtnl.IFLA_IFNAME) == resource.get("eth")
+        if named and nl.has_ingress(eth_index):
             if all(t == tap_index for t in nl.redirect_targets(eth_index)):
                 nl.del_ingress(eth_index)
     if ours:
         nl.del_link(tap_index)  # its own qdisc and filter go with it
 
 
-def _link_kind(link: Any) -> str | None:
-    info = link.get_attr("IFLA_LINKINFO")
-    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+def _link_kind(link: rtnl.Message) -> str | None:
+    info = link.attrs.nested(rtnl.IFLA_LINKINFO)
+    return info.text(rtnl.IFLA_INFO_KIND) if info is not None else None

@@ -29,7 +29,7 @@ exec, and classic BPF keeps no state, so it cannot allow exactly one. That
 costs nothing: whatever the tender execs inherits this same filter and
 no_new_privs, so it gains no call and no privilege (setuid bits are ignored).
 
-Only stdlib: struct for the program, ctypes for prctl. Imported only when the
+Only struct for the program; ``syscalls.seccomp_filter`` installs it. Imported only when the
 monitor is hvt, so no other container pays for it.
 """
 
@@ -37,16 +37,12 @@ from __future__ import annotations
 
 import struct
 
-from urunc import _errors
-
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
 
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ERRNO = 0x00050000
 SECCOMP_RET_ALLOW = 0x7FFF0000
-PR_SET_SECCOMP = 22
-SECCOMP_MODE_FILTER = 2
 ENOSYS = 38
 
 # Classic BPF opcodes (linux/bpf_common.h).
@@ -210,20 +206,8 @@ def pack(prog: list[tuple[int, int, int, int]]) -> bytes:
 def install(program: bytes) -> None:
     """Confine the calling thread (and what it execs) with PROGRAM; no_new_privs must be set.
 
-    No TSYNC: the init's only other thread (the pyroute2 preload) dies at execve.
+    No TSYNC: the init is single-threaded when it execs the monitor.
     """
-    import ctypes
+    from urunc.host import syscalls
 
-    count = len(program) // 8
-    buf = ctypes.create_string_buffer(program, len(program))
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = SockFprog(count, ctypes.addressof(buf))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
-                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
-        import os
-
-        raise _errors.HostError(f"cannot install the seccomp filter: {os.strerror(ctypes.get_errno())}")
+    syscalls.seccomp_filter(program)

@@ -116,7 +116,7 @@ class Container:
 
         final = os.path.join(self.dir, STATE_FILE)
         # A fixed temporary name: `delete --force` salvages the PID from it after a crash.
-        write_atomic(final, _jsonlite.dumps(self.record, indent=1).encode(), tmp=final + ".tmp")
+        write_atomic(final, _jsonlite.dumps(self.record).encode(), tmp=final + ".tmp")
 
     # -- derived facts ------------------------------------------------------------------------
     @property
