@@ -12,8 +12,8 @@
  * the exact answers and error messages: other commands, options, runc's
  * containers, a missing state, a container that is not `created`, poststart
  * hooks, phase timestamps (URUNC_TIMESTAMPS). The protocol it shares with
- * src/urunc/lifecycle.py: <root>/<id>/urunc-state.json marks a urunc container;
- * init.pid holds "PID STARTTIME" of the init; exec.fifo exists until start;
+ * src/urunc/lifecycle.py: <root>/<id>/urunc-state.json is a urunc container's record
+ * (compact JSON: status, pid and pid_start of the init, ...); exec.fifo exists until start;
  * poststart marks a container whose poststart hooks Python must run.
  *
  * `create`: the init is a Python process of its own (src/urunc/host/init.py). Started
@@ -29,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,76 +152,6 @@ static int option(const char *arg, const char *name)
     return !strncmp(arg, name, len) && (arg[len] == 0 || arg[len] == '=');
 }
 
-/* Whether BUNDLE looks like a unikernel's: annotations in config.json, or /urunc.json in
- * the usual rootfs. A wrong guess costs nothing but time: Python decides for real. */
-static int unikernel_bundle(const char *bundle)
-{
-    char path[4096];
-    static char text[1 << 20];
-    if ((size_t)snprintf(path, sizeof path, "%s/rootfs/urunc.json", bundle) < sizeof path &&
-        access(path, F_OK) == 0)
-        return 1;
-    if ((size_t)snprintf(path, sizeof path, "%s/config.json", bundle) >= sizeof path)
-        return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    size_t used = 0;
-    ssize_t got;
-    while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
-        used += (size_t)got;
-    close(fd);
-    text[used] = 0;
-    return strstr(text, "com.urunc.unikernel.") != NULL;
-}
-
-/* `create ... ID`: start the init of a unikernel bundle now (see the top of this file). */
-static void prestart_init(char **args)
-{
-    const char *bundle = ".";
-    for (int i = 0; args[i]; i++) {
-        const char *a = args[i];
-        if (!strcmp(a, "--"))
-            break;
-        if (option(a, "--bundle") || option(a, "-b")) {
-            const char *eq = strchr(a, '=');
-            if (eq)
-                bundle = eq + 1;
-            else if (args[i + 1])
-                bundle = args[++i];
-        }
-    }
-    if (!unikernel_bundle(bundle))
-        return;
-    int request[2], report[2];
-    if (pipe(request))
-        return;
-    if (pipe(report)) {
-        close(request[0]);
-        close(request[1]);
-        return;
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-        char fds[64];
-        close(request[1]);
-        close(report[0]);
-        snprintf(fds, sizeof fds, "%d:%d", request[0], report[1]);
-        execl(URUNC_INIT, URUNC_INIT, fds, (char *)NULL);
-        _exit(127); /* create reads EOF on the report pipe: "container init died" */
-    }
-    close(request[0]);
-    close(report[1]);
-    if (pid < 0) {
-        close(request[1]);
-        close(report[0]);
-        return;
-    }
-    char value[96];
-    snprintf(value, sizeof value, "%d:%d:%d", (int)pid, request[1], report[0]);
-    setenv("URUNC_INIT", value, 1);
-}
-
 /* -- `state`: the record (compact JSON written by Python) read back ---------------------- */
 
 static const char *skip_ws(const char *p)
@@ -305,41 +238,59 @@ static int span_is(struct span s, const char *text)
     return s.len == strlen(text) && !strncmp(s.at, text, s.len);
 }
 
-/* `state ID`, as Python's `urunc state` prints it (json indent 2), when the record is
- * plainly one of ours; anything else (runc's container, a damaged record) goes to Python. */
-static void native_state(int dfd, const char *id)
+/* The container's record (urunc-state.json, compact JSON written by Python), read back:
+ * the fields `state` prints and `start` needs. 0 when it is not plainly one of ours
+ * (runc's container, a damaged or half-written record): Python answers then. */
+struct record {
+    struct span status, bundle, rootfs, created, annotations;
+    long pid;
+    unsigned long long start; /* valid when pid > 0 */
+};
+
+static int read_record(int dfd, struct record *r)
 {
     static char text[1 << 20];
     int fd = openat(dfd, "urunc-state.json", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        python();
+        return 0;
     size_t used = 0;
     ssize_t got;
     while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
         used += (size_t)got;
     close(fd);
     if (used == 0 || used >= sizeof text - 1)
-        python();
+        return 0;
     text[used] = 0;
     const char *whole = skip_value(text);
     if (!whole || *skip_ws(whole))
-        python(); /* damaged (half written, truncated): Python says so */
-
-    struct span status, pid_s, start_s, bundle, rootfs, created, annotations;
-    if (!field(text, "status", &status) || !field(text, "pid", &pid_s) || !field(text, "pid_start", &start_s) ||
-        !field(text, "bundle", &bundle) || !field(text, "rootfs", &rootfs) ||
-        !field(text, "created", &created) || !field(text, "annotations", &annotations) ||
-        !is_string(status) || !is_string(bundle) || !is_string(rootfs) || !is_string(created) ||
-        annotations.at[0] != '{')
-        python();
+        return 0;
+    struct span pid_s, start_s;
+    if (!field(text, "status", &r->status) || !field(text, "pid", &pid_s) || !field(text, "pid_start", &start_s) ||
+        !field(text, "bundle", &r->bundle) || !field(text, "rootfs", &r->rootfs) ||
+        !field(text, "created", &r->created) || !field(text, "annotations", &r->annotations) ||
+        !is_string(r->status) || !is_string(r->bundle) || !is_string(r->rootfs) || !is_string(r->created) ||
+        r->annotations.at[0] != '{')
+        return 0;
     char *end;
-    long pid = strtol(pid_s.at, &end, 10);
+    r->pid = strtol(pid_s.at, &end, 10);
     if (end != pid_s.at + pid_s.len)
-        python();
-    unsigned long long start = strtoull(start_s.at, &end, 10);
-    if (pid > 0 && end != start_s.at + start_s.len)
-        python(); /* no start time recorded (null): Python's rule */
+        return 0;
+    r->start = strtoull(start_s.at, &end, 10);
+    if (r->pid > 0 && end != start_s.at + start_s.len)
+        return 0; /* no start time recorded (null): Python's rule */
+    return 1;
+}
 
+/* `state ID`, as Python's `urunc state` prints it (json indent 2). */
+static void native_state(int dfd, const char *id)
+{
+    struct record r;
+    if (!read_record(dfd, &r))
+        python();
+    struct span status = r.status, bundle = r.bundle, rootfs = r.rootfs, created = r.created,
+                annotations = r.annotations;
+    long pid = r.pid;
+    unsigned long long start = r.start;
     char *out_text = NULL;
     size_t out_size = 0;
     FILE *out = open_memstream(&out_text, &out_size); /* all or nothing: Python may yet answer */
@@ -393,6 +344,108 @@ static void native_state(int dfd, const char *id)
     if (fwrite(out_text, 1, out_size, stdout) != out_size || fflush(stdout))
         exit(1);
     exit(0);
+}
+
+/* Whether BUNDLE looks like a unikernel's (annotations in config.json, or /urunc.json in
+ * the usual rootfs) and, if so, whether its spec asks for a new PID namespace. A wrong
+ * guess costs nothing but time: Python decides for real and starts another init. */
+static int unikernel_bundle(const char *bundle, int *new_pid_ns)
+{
+    char path[4096];
+    static char text[1 << 20];
+    *new_pid_ns = 0;
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", bundle) >= sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
+        used += (size_t)got;
+    close(fd);
+    text[used] = 0;
+    if (!strstr(text, "com.urunc.unikernel.") &&
+        ((size_t)snprintf(path, sizeof path, "%s/rootfs/urunc.json", bundle) >= sizeof path ||
+         access(path, F_OK) != 0))
+        return 0;
+    /* linux.namespaces: [{"type": "pid"} (no path, or "")] means a new one */
+    struct span linux_, namespaces;
+    if (!field(text, "linux", &linux_) || linux_.at[0] != '{' || !field(linux_.at, "namespaces", &namespaces) ||
+        namespaces.at[0] != '[')
+        return 1;
+    const char *p = skip_ws(namespaces.at + 1);
+    while (*p == '{') {
+        const char *end = skip_value(p);
+        struct span type, ns_path;
+        if (!end)
+            return 1;
+        if (field(p, "type", &type) && span_is(type, "\"pid\"")) {
+            *new_pid_ns = !field(p, "path", &ns_path) || span_is(ns_path, "\"\"");
+            return 1;
+        }
+        p = skip_ws(end);
+        if (*p != ',')
+            break;
+        p = skip_ws(p + 1);
+    }
+    return 1;
+}
+
+/* `create ... ID`: start the init of a unikernel bundle now (see the top of this file),
+ * already in its new PID namespace when the spec asks for one: it is that namespace's
+ * PID 1 from the start, and no intermediate process is needed. */
+static void prestart_init(char **args)
+{
+    const char *bundle = ".";
+    int new_pid_ns;
+    for (int i = 0; args[i]; i++) {
+        const char *a = args[i];
+        if (!strcmp(a, "--"))
+            break;
+        if (option(a, "--bundle") || option(a, "-b")) {
+            const char *eq = strchr(a, '=');
+            if (eq)
+                bundle = eq + 1;
+            else if (args[i + 1])
+                bundle = args[++i];
+        }
+    }
+    if (!unikernel_bundle(bundle, &new_pid_ns))
+        return;
+    int request[2], report[2];
+    if (pipe(request))
+        return;
+    if (pipe(report)) {
+        close(request[0]);
+        close(request[1]);
+        return;
+    }
+    pid_t pid = -1;
+    if (new_pid_ns)
+        pid = (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0) {
+        new_pid_ns = 0;
+        pid = fork();
+    }
+    if (pid == 0) {
+        char fds[64];
+        close(request[1]);
+        close(report[0]);
+        snprintf(fds, sizeof fds, "%d:%d", request[0], report[1]);
+        execl(URUNC_INIT, URUNC_INIT, fds, (char *)NULL);
+        _exit(127); /* create reads EOF on the report pipe: "container init died" */
+    }
+    close(request[0]);
+    close(report[1]);
+    if (pid < 0) {
+        close(request[1]);
+        close(report[0]);
+        return;
+    }
+    char value[96];
+    snprintf(value, sizeof value, "%d:%d:%d:%d", (int)pid, request[1], report[0], new_pid_ns);
+    setenv("URUNC_INIT", value, 1);
 }
 
 static long long now_ms(void)
@@ -455,23 +508,15 @@ int main(int argc, char **argv)
         python();
     if (!strcmp(argv[i], "state"))
         native_state(dfd, id);
-    if (faccessat(dfd, "urunc-state.json", F_OK, 0) || !faccessat(dfd, "poststart", F_OK, 0))
-        python(); /* runc's container, or hooks to run */
+    if (!faccessat(dfd, "poststart", F_OK, 0))
+        python(); /* hooks to run */
     if (flock(dfd, LOCK_EX))
         python();
-
-    long pid = 0;
-    unsigned long long start = 0;
-    char buf[128];
-    int pfd = openat(dfd, "init.pid", O_RDONLY | O_CLOEXEC);
-    ssize_t n = pfd >= 0 ? read(pfd, buf, sizeof buf - 1) : -1;
-    if (pfd >= 0)
-        close(pfd);
-    if (n <= 0)
-        python();
-    buf[n] = 0;
-    if (sscanf(buf, "%ld %llu", &pid, &start) != 2 || pid <= 0 || !alive(pid, start))
-        python(); /* not a created container: Python says what it is */
+    struct record r;
+    if (!read_record(dfd, &r) || !span_is(r.status, "\"created\"") || r.pid <= 0 || !alive(r.pid, r.start))
+        python(); /* runc's container, or not a created one: Python says what it is */
+    long pid = r.pid;
+    unsigned long long start = r.start;
     int fifo = openat(dfd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fifo < 0)
         python(); /* started already */

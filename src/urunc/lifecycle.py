@@ -25,9 +25,7 @@ START_TIMEOUT = 60.0
 DEFAULT_STOP_GRACE = 10
 SIGKILL = 9
 SIGTERM = 15
-# Read by the native `start` (src/front/urunc.c): "PID STARTTIME" of the init, and a
-# mark for containers whose poststart hooks only the Python runtime runs.
-INIT_PID_FILE = "init.pid"
+# A mark for the native `start` (src/front/urunc.c): poststart hooks only Python runs.
 POSTSTART_MARK = "poststart"
 
 
@@ -84,8 +82,6 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
                 container.record["pid"] = pid
                 container.record["pid_start"] = proc.start_time(pid)
                 container.save()
-                # For the native `start` (src/front/urunc.c), which reads no JSON.
-                write_atomic(container.path(INIT_PID_FILE), f"{pid} {container.record['pid_start']}\n".encode())
 
             from urunc.host import cgroups
 

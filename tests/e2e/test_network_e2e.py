@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.helpers.cni import CniNetwork
-from tests.helpers.containerd import Containerd
+from tests.helpers.containerd import RUNC_SHIM_ROOT, Containerd
 from tests.helpers.probes import ping
 
 RUNTIME = "io.containerd.urunc.v2"
@@ -58,6 +58,11 @@ def test_sample_guest_answers_ping_at_its_cni_ip_and_teardown_leaves_nothing(
         assert any(arg.startswith(f"netdev.ip={ip}/{cni.subnet.prefixlen}:{cni.gateway}".encode())
                    for arg in cmdline)
         assert ping(ip), containerd.log_tail()
+        # The tap's record names the namespace by the host's view of the monitor's PID
+        # (inside its own PID namespace the init is PID 1).
+        record = json.loads((RUNC_SHIM_ROOT / containerd.namespace / unique_id / "resources.json")
+                            .read_text())
+        assert [r["netns"] for r in record if r["kind"] == "tap"] == [f"/proc/{pid}/ns/net"]
         # ctr creates the namespace with the task and runs CNI on /proc/PID/ns/net: it ends with
         # the monitor, taking our tap with it. After teardown nothing may hold it.
         netns_ino = os.stat(f"/proc/{pid}/ns/net").st_ino

@@ -84,6 +84,18 @@ def test_create_starts_the_init_alongside_and_never_leaves_an_unused_one(tmp_pat
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert any(arg.endswith(b"/urunc-init") for arg in argv), argv
     urunc(state_root, "delete", "--force", "pw1", check=True)
+    # A new PID namespace: the front end starts the init as its PID 1 (no intermediate process).
+    in_pidns = hello_bundle(tmp_path / "p", args=("hello", "wait"))
+    code, text = create(state_root, in_pidns, "pw3")
+    assert code == 0, text
+    pid = json.loads(urunc(state_root, "state", "pw3", check=True).stdout)["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert any(arg.endswith(b"/urunc-init") for arg in argv), argv
+    nspid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("NSpid:"))
+    assert nspid.split()[1:] == [str(pid), "1"]
+    urunc(state_root, "start", "pw3", check=True)
+    assert Path(f"/proc/{pid}/exe").resolve().name == "qemu-system-x86_64"
+    urunc(state_root, "delete", "--force", "pw3", check=True)
     # A unikernel bundle that fails at create, and a bundle runc takes: the init started
     # for them is killed and reaped before create exits or execs runc.
     bad = hello_bundle(tmp_path / "bad", annotations={"com.urunc.unikernel.hypervisor": "nope"})

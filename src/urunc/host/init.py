@@ -32,18 +32,20 @@ MONITOR_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 _JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
 
 
-# Set by the native front end (src/front/urunc.c) for `create`: "PID:REQUEST_FD:REPORT_FD" of
-# an init it started along with this process, whose interpreter starts while ours does.
+# Set by the native front end (src/front/urunc.c) for `create`: "PID:REQUEST_FD:REPORT_FD:NEWPID"
+# of an init it started along with this process, whose interpreter starts while ours does;
+# NEWPID is 1 when it was started as PID 1 of a new PID namespace.
 PREWARMED_ENV = "URUNC_INIT"
 
 
 class Handle:
-    """An init process waiting for its request: PID, the request pipe and the report pipe."""
+    """An init process waiting for its request: host PID, the request and report pipes."""
 
-    __slots__ = ("pid", "request", "report", "used")
+    __slots__ = ("pid", "request", "report", "new_pid_ns", "used")
 
-    def __init__(self, pid: int, request: int, report: int) -> None:
+    def __init__(self, pid: int, request: int, report: int, new_pid_ns: bool = False) -> None:
         self.pid, self.request, self.report = pid, request, report
+        self.new_pid_ns = new_pid_ns  # PID 1 of a PID namespace of its own already
         self.used = False
 
     def discard(self) -> None:
@@ -67,12 +69,12 @@ def take_prewarmed() -> Handle | None:
     """The front end's waiting init, if it started one; the variable never reaches hooks or runc."""
     value = os.environ.pop(PREWARMED_ENV, None)
     try:
-        pid, request, report = (int(part) for part in (value or "").split(":"))
+        pid, request, report, new_pid_ns = (int(part) for part in (value or "").split(":"))
         for fd in (request, report):
             os.set_inheritable(fd, False)
     except (ValueError, OSError):
         return None
-    return Handle(pid, request, report)
+    return Handle(pid, request, report, bool(new_pid_ns))
 
 
 def _start_init() -> Handle:
@@ -120,14 +122,21 @@ class Launch:
 
         if any(kind == "user" and not path for kind, path in namespaces):
             raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
-        self.forks_again = any(kind == "pid" for kind, _ in namespaces)  # see _enter
+        new_pid_ns = ("pid", "") in namespaces
+        if handle is not None and handle.new_pid_ns and not new_pid_ns:
+            handle.discard()  # the front end read the spec otherwise: not this one
+            handle = None
         self.init = handle or _start_init()
         self.init.used = True
+        # Made PID 1 of the container's PID namespace by the front end, or it forks once more
+        # (see _enter), and its PID comes from the intermediate process.
+        self.pid_ns_ready = new_pid_ns and self.init.new_pid_ns
+        self.forks_again = any(kind == "pid" for kind, _ in namespaces) and not self.pid_ns_ready
         from urunc import _log
 
         log = [os.path.abspath(_log._log_path) if _log._log_path else None, _log._log_format, _log._debug]
         request = {"plan": plan.to_dict(), "namespaces": namespaces, "fifo": fifo,
-                   "console_socket": console_socket, "log": log}
+                   "console_socket": console_socket, "log": log, "pid_ns_ready": self.pid_ns_ready}
         self._send((_jsonlite.dumps(request) + "\n").encode())
 
     def _send(self, data: bytes) -> None:
@@ -156,7 +165,7 @@ class Launch:
                     pass
             if not message.startswith("pid "):
                 raise _errors.HostError(message[6:] if message.startswith("error ") else "container init died")
-            init_pid = int(message[4:])
+            init_pid = init.pid if self.pid_ns_ready else int(message[4:])  # the init sees itself as 1
             if record_pid is not None:
                 record_pid(init_pid)
             _write_all(init.request, b"1")
@@ -244,14 +253,14 @@ def main() -> None:
         _log.configure(*request["log"])  # start-time warnings go where create's would
         plan = Plan.from_dict(request["plan"])
         _enter(plan, [(kind, path) for kind, path in request["namespaces"]], request["fifo"],
-               request["console_socket"], lines, report_fd)
+               request["console_socket"], lines, report_fd, bool(request["pid_ns_ready"]))
     except BaseException as exc:  # noqa: BLE001 - reported to create, which fails with it
         _report(report_fd, f"error {exc}")
     os._exit(1)
 
 
 def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
-           lines: _Lines, report_fd: int) -> None:
+           lines: _Lines, report_fd: int, pid_ns_ready: bool) -> None:
     """Session, console, namespaces, cgroup; report the PID, wait for the ack, then for start."""
     from urunc import _jsonlite
     from urunc.host import cgroups, syscalls
@@ -266,7 +275,7 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
                     raise _errors.HostError(f"cannot open {kind} namespace {path}: {exc.strerror}") from None
     new_flags = 0
     for kind, path in namespaces:
-        if not path and kind != "user":
+        if not path and kind != "user" and not (kind == "pid" and pid_ns_ready):
             new_flags |= _spec.NAMESPACE_FLAGS[kind]
     console = _console_pty(console_socket) if console_socket else None
     # Nothing inherited survives but what the init needs.

@@ -311,7 +311,8 @@ def setup(plan: Plan) -> NetInfo | None:
         mac = eth.attrs.mac(rtnl.IFLA_ADDRESS) or ""
         mtu = eth.attrs.u32(rtnl.IFLA_MTU)
         name = tap_name(plan.container_id)
-        netns = plan.netns or f"/proc/{os.getpid()}/ns/net"
+        # Our PID as the host sees it (the host's /proc tells; getpid() says 1 in our PID namespace).
+        netns = plan.netns or f"/proc/{os.readlink('/proc/self')}/ns/net"
         entry: dict[str, Any] = {
             "kind": "tap", "netns": netns, "netns_id": _netns_id("/proc/self/ns/net"),
             "name": name, "ifindex": 0, "eth": ETH, "eth_ifindex": eth_index, "eth_ingress": False,
