@@ -33,6 +33,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -392,35 +393,33 @@ static int unikernel_bundle(const char *bundle, int *new_pid_ns)
     return 1;
 }
 
-/* `create ... ID`: start the init of a unikernel bundle now (see the top of this file),
- * already in its new PID namespace when the spec asks for one: it is that namespace's
- * PID 1 from the start, and no intermediate process is needed. */
-static void prestart_init(char **args)
+/* `create`: the init of a unikernel bundle, started here (see the top of this file)
+ * already in its new PID namespace when the spec asks for one: that namespace's PID 1
+ * from the start, with no intermediate process. It runs `create` itself and reports a
+ * verdict on the report pipe; this process, containerd's `create`, just relays it. */
+static void create(int argc, char **argv, int command)
 {
     const char *bundle = ".";
     int new_pid_ns;
-    for (int i = 0; args[i]; i++) {
-        const char *a = args[i];
+    for (int i = command + 1; i < argc; i++) {
+        const char *a = argv[i];
         if (!strcmp(a, "--"))
             break;
         if (option(a, "--bundle") || option(a, "-b")) {
             const char *eq = strchr(a, '=');
             if (eq)
                 bundle = eq + 1;
-            else if (args[i + 1])
-                bundle = args[++i];
+            else if (i + 1 < argc)
+                bundle = argv[++i];
         }
     }
     if (!unikernel_bundle(bundle, &new_pid_ns))
-        return;
+        python();
     int request[2], report[2];
-    if (pipe(request))
-        return;
-    if (pipe(report)) {
-        close(request[0]);
-        close(request[1]);
-        return;
-    }
+    if (pipe2(request, O_CLOEXEC))
+        python();
+    if (pipe2(report, O_CLOEXEC))
+        python();
     pid_t pid = -1;
     if (new_pid_ns)
         pid = (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -428,24 +427,66 @@ static void prestart_init(char **args)
         new_pid_ns = 0;
         pid = fork();
     }
+    if (pid < 0)
+        python();
+    char fds[64];
     if (pid == 0) {
-        char fds[64];
-        close(request[1]);
-        close(report[0]);
-        snprintf(fds, sizeof fds, "%d:%d", request[0], report[1]);
-        execl(URUNC_INIT, URUNC_INIT, fds, (char *)NULL);
-        _exit(127); /* create reads EOF on the report pipe: "container init died" */
+        char **init_argv = calloc((size_t)argc + 2, sizeof *init_argv);
+        if (!init_argv)
+            _exit(127);
+        snprintf(fds, sizeof fds, "%d:%d:%d", request[0], report[1], new_pid_ns);
+        fcntl(request[0], F_SETFD, 0); /* these two survive the exec */
+        fcntl(report[1], F_SETFD, 0);
+        init_argv[0] = URUNC_INIT;
+        init_argv[1] = fds;
+        for (int i = 1; i < argc; i++)
+            init_argv[i + 1] = argv[i];
+        execv(URUNC_INIT, init_argv);
+        _exit(127);
     }
     close(request[0]);
     close(report[1]);
-    if (pid < 0) {
+
+    char verdict[4200];
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof verdict - 1 && (got = read(report[0], verdict + used, sizeof verdict - 1 - used)) != 0) {
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        used += (size_t)got;
+        if (memchr(verdict, '\n', used))
+            break;
+    }
+    verdict[used] = 0;
+    char *nl = strchr(verdict, '\n');
+    if (!nl) { /* the init died before a verdict: Python creates, with an init of its own */
         close(request[1]);
         close(report[0]);
-        return;
+        waitpid(pid, NULL, 0);
+        python();
     }
+    *nl = 0;
+    if (!strcmp(verdict, "ok"))
+        exit(0);
+    if (!strncmp(verdict, "fail ", 5))
+        exit(atoi(verdict + 5) ? atoi(verdict + 5) : 1); /* the init printed and logged why */
+    if (!strncmp(verdict, "runc ", 5)) {
+        waitpid(pid, NULL, 0);
+        argv[0] = "runc";
+        execv(verdict + 5, argv);
+        fail("cannot run %s: %s", verdict + 5, strerror(errno));
+    }
+    /* "python": hooks, or a PID namespace it cannot enter itself; the init waits for a
+     * request from Python's create, handed over with the pipes. */
+    fcntl(request[1], F_SETFD, 0);
+    fcntl(report[0], F_SETFD, 0);
     char value[96];
     snprintf(value, sizeof value, "%d:%d:%d:%d", (int)pid, request[1], report[0], new_pid_ns);
     setenv("URUNC_INIT", value, 1);
+    python();
 }
 
 static long long now_ms(void)
@@ -490,10 +531,8 @@ int main(int argc, char **argv)
             }
         }
     }
-    if (i < argc && !strcmp(argv[i], "create")) {
-        prestart_init(argv + i + 1);
-        python();
-    }
+    if (i < argc && !strcmp(argv[i], "create"))
+        create(argc, argv, i);
     if (getenv("URUNC_TIMESTAMPS"))
         python();
     if (i + 2 != argc || (strcmp(argv[i], "start") && strcmp(argv[i], "state")) || !valid_id(argv[i + 1]))

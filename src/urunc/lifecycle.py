@@ -16,10 +16,13 @@ from urunc.oci.store import CREATED, CREATING, RUNNING, STOPPED, Container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from urunc.cli import Context
     from urunc.host import init
     from urunc.oci.spec import Spec
     from urunc.unikernel.config import UnikernelConfig
+    from urunc.unikernel.plan import Plan
 
 START_TIMEOUT = 60.0
 DEFAULT_STOP_GRACE = 10
@@ -34,7 +37,15 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
-           pid_file: str | None, console_socket: str | None, handle: init.Handle | None = None) -> int:
+           pid_file: str | None, console_socket: str | None, handle: init.Handle | None = None,
+           place: Callable[[Plan, list[str], list[int]], int] | None = None) -> int:
+    """Create the container; return its PID.
+
+    The init is another process (started by the front end, HANDLE, or now), given its
+    plan by a ``Launch``; or, with PLACE, this process is the init (``init._create_here``):
+    ``place(plan, cgroup_files, fds_to_keep)`` moves it into its namespaces and cgroup and
+    returns its host PID.
+    """
     _timestamps.mark("spec-loaded")
     from urunc import config
     from urunc.host import init, proc
@@ -85,14 +96,21 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
 
             from urunc.host import cgroups
 
-            launch = init.Launch(plan, spec.namespaces, fifo, console_socket, handle)
-            try:
+            if place is not None:
+                if any(kind == "user" and not path for kind, path in spec.namespaces):
+                    raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
                 cgroup_files = cgroups.setup(container.dir, container_id, spec, plan, ctx.systemd_cgroup)
-            except BaseException:
-                launch.abort()
-                raise
-            pid = launch.finish(cgroup_files, record_pid)
-            _timestamps.mark("init-forked")
+                pid = place(plan, cgroup_files, [container.lock_fd])
+                record_pid(pid)
+            else:
+                launch = init.Launch(plan, spec.namespaces, fifo, console_socket, handle)
+                try:
+                    cgroup_files = cgroups.setup(container.dir, container_id, spec, plan, ctx.systemd_cgroup)
+                except BaseException:
+                    launch.abort()
+                    raise
+                pid = launch.finish(cgroup_files, record_pid)
+            _timestamps.mark("init-placed")
             if create_hooks:
                 for stage in ("prestart", "createRuntime"):
                     hooks.run(stage, spec_hooks, container.oci_state(), fatal=True)
@@ -101,6 +119,8 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             if pid_file:
                 write_pid_file(pid_file, pid)
     except BaseException as exc:
+        if place is not None:
+            container.record["pid"] = 0  # the recorded init is this very process: it exits by itself
         _destroy(container)
         if isinstance(exc, OSError):
             where = f" ({exc.filename})" if exc.filename else ""

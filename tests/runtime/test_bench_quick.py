@@ -47,7 +47,7 @@ def test_quick_bench_writes_every_section_with_numbers(tmp_path: Path) -> None:
     for pair in ("first_line_overhead_ms", "exit_overhead_ms", "first_line_ratio", "exit_ratio"):
         assert stats_ok(sp["pairs"][pair]), pair
     phases = sp["phases_ms"]
-    for phase in ("create: plan build", "create: state save + fork init", "init: monitor argv",
+    for phase in ("create: plan build", "create: cgroup, init into its namespaces, record", "init: monitor argv",
                   "monitor: execve to first guest line"):
         assert stats_ok(phases[phase]), phase
     assert stats_ok(cmd["python_floor_ms"]) and stats_ok(cmd["pairs"]["state_minus_python_ms"])

@@ -162,3 +162,52 @@ def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, 
         urunc(state_root, "delete", "--force", cid, check=True)
     missing = urunc(state_root, "state", "st1")
     assert (missing.returncode, missing.stderr) == (1, "urunc: container st1 does not exist\n")
+
+
+def test_create_in_a_joined_pid_namespace_takes_the_two_process_path(tmp_path: Path, state_root: Path) -> None:
+    # The init cannot be PID 1 of a namespace it joins: it asks for Python's create, which
+    # hands it the plan and takes the PID of the child it forks inside that namespace.
+    holder = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        inner = 0
+        while not inner and time.monotonic() < deadline:
+            children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split()
+            inner = int(children[0]) if children else 0
+            time.sleep(0.02)
+        assert inner
+        namespaces = [{"type": "pid", "path": f"/proc/{inner}/ns/pid"},
+                      *({"type": t} for t in ("ipc", "uts", "mount"))]
+        bundle = hello_bundle(tmp_path / "b", namespaces=namespaces)
+        code, text = create(state_root, bundle, "jp1")
+        assert code == 0, text
+        pid = json.loads(urunc(state_root, "state", "jp1", check=True).stdout)["pid"]
+        assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{inner}/ns/pid")
+        urunc(state_root, "start", "jp1", check=True)
+        deadline = time.monotonic() + 30
+        while "bye" not in (bundle / "console.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "hello from the urunc sample unikernel" in (bundle / "console.log").read_text()
+        urunc(state_root, "delete", "--force", "jp1", check=True)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_bundle_the_front_end_took_for_a_unikernel_still_goes_to_runc(tmp_path: Path, state_root: Path) -> None:
+    from tests.helpers.rootfs import busybox_rootfs
+
+    bundle = tmp_path / "bb"
+    busybox_rootfs(bundle / "rootfs")
+    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"].update(terminal=False, args=["/bin/sleep", "30"])
+    spec["process"]["env"].append("NOTE=mentions com.urunc.unikernel.binary but is no annotation")
+    (bundle / "config.json").write_text(json.dumps(spec))
+    code, text = create(state_root, bundle, "rc1")
+    assert code == 0, text
+    assert (state_root / "rc1" / "state.json").exists()  # runc's record, not ours
+    state = json.loads(urunc(state_root, "state", "rc1", check=True).stdout)
+    assert state["status"] == "created"
+    assert Path(f"/proc/{state['pid']}/cmdline").read_bytes().startswith(b"runc")
+    urunc(state_root, "delete", "--force", "rc1", check=True)

@@ -54,10 +54,8 @@ def delegate(ctx: Context, before: Callable[[], None] | None = None) -> NoReturn
         raise _errors.HostError(f"cannot run {runc}: {exc.strerror}") from None
 
 
-def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str,
-                                 before_delegate: Callable[[], None] | None = None,
-                                 ) -> tuple[str, Spec, UnikernelConfig]:
-    """For create and run: the ID, Spec and unikernel settings; an ordinary bundle goes to runc."""
+def unikernel_bundle(ctx: Context, args: Args, command: str) -> tuple[str, Spec, UnikernelConfig | None]:
+    """For create and run: the ID, Spec and unikernel settings (None: an ordinary bundle)."""
     from urunc.oci import spec as _spec
     from urunc.oci.store import validate_id
     from urunc.unikernel import config as _ucfg
@@ -65,7 +63,14 @@ def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str,
     cid = container_id(args, command)
     validate_id(cid)
     spec = _spec.load(args.value("bundle") or os.getcwd())
-    ucfg = _ucfg.detect(spec.annotations, spec.rootfs)
+    return cid, spec, _ucfg.detect(spec.annotations, spec.rootfs)
+
+
+def unikernel_bundle_or_delegate(ctx: Context, args: Args, command: str,
+                                 before_delegate: Callable[[], None] | None = None,
+                                 ) -> tuple[str, Spec, UnikernelConfig]:
+    """``unikernel_bundle``, where an ordinary bundle goes to runc."""
+    cid, spec, ucfg = unikernel_bundle(ctx, args, command)
     if ucfg is None:
         delegate(ctx, before_delegate)
     return cid, spec, ucfg

@@ -86,10 +86,10 @@ def _start_init() -> Handle:
     os.set_inheritable(request_r, True)
     os.set_inheritable(report_w, True)
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(urunc.__file__)))
-    code = "import sys; sys.path.insert(0, sys.argv[1]); from urunc.host.init import main; main()"
+    code = f"import sys; sys.path.insert(0, {package_dir!r}); from urunc.host.init import main; main()"
     try:
-        pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code, package_dir,
-                                              f"{request_r}:{report_w}"], dict(os.environ))
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code, f"{request_r}:{report_w}:0"],
+                             dict(os.environ))
     except OSError as exc:
         for fd in (request_r, request_w, report_r, report_w):
             os.close(fd)
@@ -238,14 +238,22 @@ class _Lines:
 
 
 def main() -> None:
-    """The init process: ``argv[-1]`` is "REQUEST_FD:REPORT_FD". Never returns."""
-    request_fd, report_fd = (int(part) for part in sys.argv[-1].split(":"))
-    # While `create` parses the bundle: the modules the init needs before it reports.
+    """The init process. Never returns.
+
+    ``argv[1]`` is "REQUEST_FD:REPORT_FD:NEWPID" (NEWPID 1: started as PID 1 of a new PID
+    namespace); after it, from the front end, ``create``'s own arguments: the init then
+    creates the container itself (``_create_here``) and the front end only waits for its
+    verdict. Without them, or when that cannot be done here, it waits for a ``Launch``.
+    """
+    request_fd, report_fd, new_pid_ns = (int(part) for part in sys.argv[1].split(":"))
+    lines = _Lines(request_fd)
+    if sys.argv[2:]:
+        _create_here(sys.argv[2:], report_fd, bool(new_pid_ns))
+    # Until create's request comes: the modules the init needs before it reports.
     from urunc import _jsonlite
     from urunc.host import cgroups, syscalls  # noqa: F401
     from urunc.unikernel.plan import Plan
 
-    lines = _Lines(request_fd)
     try:
         request = _jsonlite.loads(lines.line())
         from urunc import _log
@@ -259,11 +267,98 @@ def main() -> None:
     os._exit(1)
 
 
-def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
-           lines: _Lines, report_fd: int, pid_ns_ready: bool) -> None:
-    """Session, console, namespaces, cgroup; report the PID, wait for the ack, then for start."""
-    from urunc import _jsonlite
+def _verdict(fd: int, line: str) -> None:
+    """One line to the front end: ok, fail CODE, runc PATH or python."""
+    _write_all(fd, (line + "\n").encode())
+
+
+def _create_here(argv: list[str], report_fd: int, in_new_pid_ns: bool) -> None:
+    """``create ARGV``, run by the init itself: one interpreter on the way, not two.
+
+    The front end waits for the verdict. It returns (after "python") only when the
+    container needs the two-process create: create hooks (they run in the runtime's
+    namespaces, which this process is about to leave) or a PID namespace this process
+    cannot be PID 1 of without one more fork (a joined one, or a clone that failed);
+    then it goes on as an init waiting for a ``Launch``.
+    """
+    _timestamps.mark("cli-start")
+    from urunc import _log, cli, lifecycle
+    from urunc.commands import _common
     from urunc.host import cgroups, syscalls
+    from urunc.oci import hooks, store
+
+    # The front end is `create` for containerd: killed (a timeout), it takes this with it,
+    # as a killed `create` always did. Cleared once the container is complete.
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 9)
+    if _reader_gone(report_fd):
+        os._exit(1)
+    placed: list[Plan] = []
+    try:
+        ctx, args = cli.parse(argv)
+        _log.configure(ctx.log, ctx.log_format, ctx.debug)
+        if ctx.command != "create":
+            raise _errors.UsageError(f"the init runs create, not {ctx.command}")
+        _timestamps.mark("command-imported")
+        container_id, spec, ucfg = _common.unikernel_bundle(ctx, args, "create")
+        if ucfg is None:
+            _verdict(report_fd, f"runc {_common.find_runc()}")
+            os._exit(0)
+        spec_hooks = hooks.validate(spec.raw.get("hooks"))
+        pid_paths = [path for kind, path in spec.namespaces if kind == "pid"]
+        if (spec_hooks.get("prestart") or spec_hooks.get("createRuntime")
+                or any(pid_paths) or (pid_paths and not in_new_pid_ns)):
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
+            _verdict(report_fd, "python")
+            return
+        console_socket = args.value("console-socket")
+
+        def place(plan: Plan, cgroup_files: list[str], keep: list[int]) -> int:
+            placed.append(plan)
+            _place(spec.namespaces, console_socket, [report_fd, *keep],
+                   lambda: cgroups.join(cgroup_files), pid_ns_ready=True)
+            return int(os.readlink("/proc/self"))  # our PID as the host sees it (PID 1 in here)
+
+        lifecycle.create(ctx, container_id, spec, ucfg, args.value("pid-file"), console_socket, place=place)
+    except _errors.UruncError as exc:
+        _log.error(str(exc))
+        _fail(report_fd, exc.exit_code)
+    except BaseException as exc:  # noqa: BLE001 - containerd must get one line, never a traceback
+        _log.error(f"internal error: {type(exc).__name__}: {exc}")
+        _fail(report_fd, _errors.EXIT_ERROR)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
+    try:
+        _verdict(report_fd, "ok")
+    except OSError:
+        os._exit(1)  # the front end died after all: `delete --force` finds our PID in the record
+    os.close(report_fd)
+    _timestamps.mark("cli-exit")
+    plan = placed[0]
+    _wait_and_exec(plan, os.path.join(plan.state_dir, store.FIFO))
+
+
+def _fail(report_fd: int, code: int) -> None:
+    try:
+        _verdict(report_fd, f"fail {code}")
+    finally:
+        os._exit(code)
+
+
+def _reader_gone(fd: int) -> bool:
+    import select
+
+    poller = select.poll()
+    poller.register(fd, 0)
+    return any(event & select.POLLERR for _, event in poller.poll(0))
+
+
+def _place(namespaces: list[tuple[str, str]], console_socket: str | None, keep: list[int],
+           join_cgroup: Callable[[], None], pid_ns_ready: bool) -> bool:
+    """Session, console, namespaces and cgroup for the calling process.
+
+    True when the process must fork once more to have its PID namespace: a new one
+    it did not start in, or a joined one (``setns`` moves only its children there).
+    """
+    from urunc.host import syscalls
 
     ns_fds = []
     for kind in _JOIN_ORDER:
@@ -279,10 +374,9 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
             new_flags |= _spec.NAMESPACE_FLAGS[kind]
     console = _console_pty(console_socket) if console_socket else None
     # Nothing inherited survives but what the init needs.
-    keep = sorted({0, 1, 2, lines.fd, report_fd, *(fd for _, fd in ns_fds),
-                   *([console] if console is not None else [])})
+    keep_all = sorted({0, 1, 2, *keep, *(fd for _, fd in ns_fds), *([console] if console is not None else [])})
     low = 3
-    for fd in keep:
+    for fd in keep_all:
         if fd >= low:
             os.closerange(low, fd)
             low = fd + 1
@@ -296,10 +390,6 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
             os.dup2(console, fd)
         if console > 2:
             os.close(console)
-
-    def join_cgroup() -> None:  # the cgroup create made meanwhile (see Launch)
-        cgroups.join(_jsonlite.loads(lines.line()))
-
     # The cgroup is joined through the host's cgroupfs and from the host's cgroup
     # namespace: first, if the spec joins another mount or cgroup namespace; else after
     # the others (overlapping create's cgroup work), but before a new cgroup namespace,
@@ -307,8 +397,6 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
     cgroup_first = any(kind in ("mount", "cgroup") for kind, _ in ns_fds)
     if cgroup_first:
         join_cgroup()
-    # setns into a PID namespace moves only our children there, and a process whose
-    # children's PID namespace is not its own cannot create threads (the monitor must).
     joined_pid = any(kind == "pid" for kind, _ in ns_fds)
     for kind, fd in ns_fds:
         syscalls.setns(fd, 0, f"{kind} namespace")
@@ -323,7 +411,21 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
         join_cgroup()
     if new_cgroup_ns:
         syscalls.unshare(new_cgroup_ns)
-    if new_flags & _spec.NAMESPACE_FLAGS["pid"] or joined_pid:
+    # A process whose children's PID namespace is not its own cannot create threads
+    # (the monitor must): the PID namespace needs the fork.
+    return bool(new_flags & _spec.NAMESPACE_FLAGS["pid"]) or joined_pid
+
+
+def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
+           lines: _Lines, report_fd: int, pid_ns_ready: bool) -> None:
+    """For a ``Launch``: into place, report the PID, wait for the ack, then for start."""
+    from urunc import _jsonlite
+    from urunc.host import cgroups
+
+    def join_cgroup() -> None:  # the cgroup create made meanwhile (see Launch)
+        cgroups.join(_jsonlite.loads(lines.line()))
+
+    if _place(namespaces, console_socket, [lines.fd, report_fd], join_cgroup, pid_ns_ready):
         pid = os.fork()
         if pid != 0:
             _report(report_fd, f"pid {pid}")

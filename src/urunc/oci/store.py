@@ -74,6 +74,10 @@ class Container:
             raise _errors.NotFound(self.id) from None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
 
+    @property
+    def lock_fd(self) -> int:
+        return self._lock_fd
+
     def unlock(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
