@@ -354,7 +354,7 @@ def join(files: list[str]) -> None:
     """Move the calling process into the cgroup (in the init, before any unshare).
 
     "0" names the writer. Written to v1's ``tasks`` it moves only the calling
-    thread, which for the single-threaded init (just forked) is the whole
+    thread, which for the single-threaded init (no thread of its own yet) is the whole
     process, and the kernel then skips the global threadgroup lock whose RCU
     grace period makes a ``cgroup.procs`` write cost 6-15 ms here (0.3 ms
     this way). Must run before the init starts any thread.

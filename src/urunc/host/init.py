@@ -460,6 +460,7 @@ def _exit_on_terminating_signals() -> None:
 def _wait_and_exec(plan: Plan, fifo: str) -> None:
     _exit_on_terminating_signals()
     _preload(plan)
+    early = _prepare_early(plan)
     _timestamps.mark("init-waiting")
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
     _timestamps.mark("init-released")
@@ -467,7 +468,10 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         from urunc.host import identity
 
         plan, granted, groups = identity.prepare(plan)  # as root: files the user cannot open
-        argv, monitor_fds = _prepare_start(plan)
+        if early is not None and (plan.netns == "none" or not _has_eth()):
+            argv, monitor_fds = early  # still no network to give: what was built is right
+        else:
+            argv, monitor_fds = _prepare_start(plan)
         granted = [*granted, *monitor_fds]
         _timestamps.mark("argv-built")
         import _signal
@@ -497,6 +501,21 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
         except OSError:
             pass
         os._exit(1)
+
+
+def _prepare_early(plan: Plan) -> tuple[list[str], list[int]] | None:
+    """The start-time argv, built before ``start`` when nothing there can change it yet.
+
+    Only for a root monitor (no files to reopen as the user) and while the namespace
+    has no eth0: ``start`` uses it if eth0 still has not appeared (``ctr run`` without
+    CNI, ``--network none``), and builds it again if CNI ran in between.
+    """
+    if plan.uid != 0 or (plan.netns != "none" and _has_eth()):
+        return None
+    try:
+        return _prepare_start(plan)
+    except Exception:  # noqa: BLE001 - start builds it again and reports the error
+        return None
 
 
 def _preload(plan: Plan) -> None:
