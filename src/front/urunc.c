@@ -44,6 +44,7 @@
 #define URUNC_INIT "/usr/local/lib/urunc/urunc-init"
 #endif
 #define START_TIMEOUT_MS (60 * 1000)
+#define TEXT_MAX (1 << 20) /* the largest record or config.json read here; larger ones go to Python */
 
 static char **g_argv;
 static const char *g_log;
@@ -248,20 +249,27 @@ struct record {
     unsigned long long start; /* valid when pid > 0 */
 };
 
-static int read_record(int dfd, struct record *r)
+/* PATH (relative to DFD) into the 1 MiB buffer TEXT, NUL-terminated: its length, or -1
+ * when it cannot be read or does not fit. */
+static long read_text(int dfd, const char *path, char *text)
 {
-    static char text[1 << 20];
-    int fd = openat(dfd, "urunc-state.json", O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return -1;
     size_t used = 0;
     ssize_t got;
-    while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
+    while (used < TEXT_MAX && (got = read(fd, text + used, TEXT_MAX - used)) > 0)
         used += (size_t)got;
     close(fd);
-    if (used == 0 || used >= sizeof text - 1)
-        return 0;
     text[used] = 0;
+    return used < TEXT_MAX ? (long)used : -1;
+}
+
+static int read_record(int dfd, struct record *r)
+{
+    static char text[TEXT_MAX + 1];
+    if (read_text(dfd, "urunc-state.json", text) <= 0)
+        return 0;
     const char *whole = skip_value(text);
     if (!whole || *skip_ws(whole))
         return 0;
@@ -353,19 +361,11 @@ static void native_state(int dfd, const char *id)
 static int unikernel_bundle(const char *bundle, int *new_pid_ns)
 {
     char path[4096];
-    static char text[1 << 20];
+    static char text[TEXT_MAX + 1];
     *new_pid_ns = 0;
-    if ((size_t)snprintf(path, sizeof path, "%s/config.json", bundle) >= sizeof path)
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", bundle) >= sizeof path ||
+        read_text(AT_FDCWD, path, text) < 0)
         return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    size_t used = 0;
-    ssize_t got;
-    while (used < sizeof text - 1 && (got = read(fd, text + used, sizeof text - 1 - used)) > 0)
-        used += (size_t)got;
-    close(fd);
-    text[used] = 0;
     if (!strstr(text, "com.urunc.unikernel.") &&
         ((size_t)snprintf(path, sizeof path, "%s/rootfs/urunc.json", bundle) >= sizeof path ||
          access(path, F_OK) != 0))

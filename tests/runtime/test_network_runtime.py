@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.skipif(
     or not os.path.exists("/dev/net/tun"),
     reason="needs root, iproute2 and /dev/net/tun",
 )
-
-
-@pytest.fixture
-def netns() -> Iterator[Netns]:
-    ns = Netns()
-    try:
-        yield ns
-    finally:
-        ns.delete()
 
 
 def serve_bundle(path: Path, netns_path: str | None, args: tuple[str, ...] = ("hello", "serve")) -> Path:

@@ -14,7 +14,7 @@ import pickle
 import shutil
 import socket
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +152,6 @@ def test_a_link_dump_lists_loopback_and_a_missing_link_is_an_error() -> None:
 
 
 # ── a real namespace (root) ──────────────────────────────────────────────────
-
-@pytest.fixture
-def netns() -> Iterator[Netns]:
-    ns = Netns()
-    try:
-        yield ns
-    finally:
-        ns.delete()
-
 
 def in_netns(path: str | None, fn: Callable[[], Any]) -> Any:
     """FN's result, run in a forked child that joined the network namespace at PATH first (None: stays)."""

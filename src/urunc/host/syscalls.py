@@ -14,6 +14,7 @@ from urunc import _errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import ModuleType
 
 MS_REC = 0x4000
@@ -81,41 +82,30 @@ def _load() -> ModuleType | _Ctypes:
 _impl = _load()
 
 
-def _fail(exc: OSError, what: str) -> _errors.HostError:
-    return _errors.HostError(f"{what}: {exc.strerror or os.strerror(exc.errno or 0)}")
+def _call(what: str, fn: Callable[..., None], *args: object) -> None:
+    """FN(*ARGS); an OSError becomes a one-line HostError starting with WHAT."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        raise _errors.HostError(f"{what}: {exc.strerror or os.strerror(exc.errno or 0)}") from None
 
 
 def setns(fd: int, nstype: int, what: str) -> None:
-    try:
-        _impl.setns(fd, nstype)
-    except OSError as exc:
-        raise _fail(exc, f"cannot join {what}") from None
+    _call(f"cannot join {what}", _impl.setns, fd, nstype)
 
 
 def unshare(flags: int) -> None:
-    try:
-        _impl.unshare(flags)
-    except OSError as exc:
-        raise _fail(exc, f"cannot create namespaces (flags {flags:#x})") from None
+    _call(f"cannot create namespaces (flags {flags:#x})", _impl.unshare, flags)
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    try:
-        _impl.mount(source, target, fstype, flags, data)
-    except OSError as exc:
-        raise _fail(exc, f"cannot mount {target}") from None
+    _call(f"cannot mount {target}", _impl.mount, source, target, fstype, flags, data)
 
 
 def prctl(option: int, arg: int) -> None:
-    try:
-        _impl.prctl(option, arg)
-    except OSError as exc:
-        raise _fail(exc, f"prctl {option}") from None
+    _call(f"prctl {option}", _impl.prctl, option, arg)
 
 
 def seccomp_filter(program: bytes) -> None:
     """Install PROGRAM (a struct sock_filter array) on the calling thread; needs no_new_privs."""
-    try:
-        _impl.seccomp_filter(program)
-    except OSError as exc:
-        raise _fail(exc, "cannot install the seccomp filter") from None
+    _call("cannot install the seccomp filter", _impl.seccomp_filter, program)
