@@ -50,13 +50,13 @@ images: install
 demo: images
 	packaging/demo.sh $(IMAGES)/hello.tar $(DEMO_IMAGE)
 
-test: images
+test: venv images
 	$(VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests
 
 unit: venv
 	PYTHONPATH=src $(VENV)/bin/python -m pytest -p no:cacheprovider tests/unit
 
-bench: images
+bench: venv images
 	$(VENV)/bin/python bench/run.py
 
 lint: venv
