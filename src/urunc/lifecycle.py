@@ -64,6 +64,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
     plan = _plan.build(container_id, spec, ucfg, cfg, container.dir)
     _timestamps.mark("plan-built")
     container.create_dir()
+    joined: list[str] = []
     try:
         with container:
             from urunc import guests
@@ -100,6 +101,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
                 if any(kind == "user" and not path for kind, path in spec.namespaces):
                     raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
                 cgroup_files = cgroups.setup(container.dir, container_id, spec, plan, ctx.systemd_cgroup)
+                joined = cgroup_files  # from here on this process may be in the container's cgroup
                 pid = place(plan, cgroup_files, [container.lock_fd])
                 record_pid(pid)
             else:
@@ -121,6 +123,10 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
     except BaseException as exc:
         if place is not None:
             container.record["pid"] = 0  # the recorded init is this very process: it exits by itself
+            if joined:
+                from urunc.host import cgroups
+
+                cgroups.leave(joined)  # or its cgroup could not be removed
         _destroy(container)
         if isinstance(exc, OSError):
             where = f" ({exc.filename})" if exc.filename else ""

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,6 +200,10 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("urunc: "), proc.stderr
     assert expected in lines[0].lower(), lines[0]
     assert len(lines[0]) < 600, lines[0]
+    assert_left_nothing(root, container_id, links_before)
+
+
+def assert_left_nothing(root: Path, container_id: str, links_before: set[str]) -> None:
     assert leftovers(root) == []
     assert processes_naming(container_id, zombies=True) == []
     with open("/proc/self/mountinfo") as f:
@@ -207,6 +212,25 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case: str, tmp_path: Pat
     assert not any(p.is_dir() for p in CGROUP_ROOT.glob("*/urunc-bad"))
     assert set(os.listdir("/sys/class/net")) - links_before == set()
     assert not Path("/tmp/urunc-pwned").exists()
+
+
+def test_a_pid_file_that_cannot_be_written_fails_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    # The last step of create, after the init joined its cgroup and namespaces: undoing
+    # it must take the cgroup too (a cgroup with a process in it cannot be removed).
+    container_id = f"bad-pid-file-{os.getpid()}"
+    bundle = hello_bundle(tmp_path / "bundle", args=("hello",))
+    edit_spec(lambda s: s["linux"].__setitem__("cgroupsPath", f"/urunc-bad/{container_id}"))(bundle)
+    root = tmp_path / "state"
+    links_before = set(os.listdir("/sys/class/net"))
+    started = time.monotonic()
+    proc = subprocess.run([URUNC, "--root", str(root), "create", "--bundle", str(bundle),
+                           "--pid-file", str(tmp_path / "missing-dir" / "pid"), container_id],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"urunc: cannot create container {container_id}: No such file or "
+                                        f"directory ({tmp_path / 'missing-dir' / 'pid'}.urunc-tmp)"]
+    assert time.monotonic() - started < 1.5  # no wait for a busy cgroup
+    assert_left_nothing(root, container_id, links_before)
 
 
 def test_there_are_at_least_30_cases() -> None:

@@ -363,6 +363,17 @@ def join(files: list[str]) -> None:
         _write(name, "0")
 
 
+def leave(files: list[str]) -> None:
+    """Move the calling process from the cgroup it joined (FILES, as ``join`` took them)
+    to the root of each hierarchy, where any process may go: a cgroup with a process in
+    it cannot be removed."""
+    for name in files:
+        directory = os.path.dirname(name)
+        while directory != "/" and not os.path.ismount(directory):
+            directory = os.path.dirname(directory)
+        _write(os.path.join(directory, os.path.basename(name)), "0")
+
+
 def release(resource: dict[str, Any]) -> None:
     """Remove the directories this container created, deepest first.
 

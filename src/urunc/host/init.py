@@ -277,9 +277,11 @@ def _create_here(argv: list[str], report_fd: int, in_new_pid_ns: bool) -> None:
 
     The front end waits for the verdict. It returns (after "python") only when the
     container needs the two-process create: create hooks (they run in the runtime's
-    namespaces, which this process is about to leave) or a PID namespace this process
-    cannot be PID 1 of without one more fork (a joined one, or a clone that failed);
-    then it goes on as an init waiting for a ``Launch``.
+    namespaces, which this process is about to leave), a PID namespace this process
+    cannot be PID 1 of without one more fork (a joined one, or a clone that failed),
+    or a joined mount namespace (the record and the pid file are written after entering
+    it, and their paths are the host's); then it goes on as an init waiting for a
+    ``Launch``.
     """
     _timestamps.mark("cli-start")
     from urunc import _log, cli, lifecycle
@@ -306,7 +308,8 @@ def _create_here(argv: list[str], report_fd: int, in_new_pid_ns: bool) -> None:
         spec_hooks = hooks.validate(spec.raw.get("hooks"))
         pid_paths = [path for kind, path in spec.namespaces if kind == "pid"]
         if (spec_hooks.get("prestart") or spec_hooks.get("createRuntime")
-                or any(pid_paths) or (pid_paths and not in_new_pid_ns)):
+                or any(pid_paths) or (pid_paths and not in_new_pid_ns)
+                or any(kind == "mount" and path for kind, path in spec.namespaces)):
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
             _verdict(report_fd, "python")
             return
