@@ -16,10 +16,24 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def median_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median: the order statistics
+    n/2 ∓ 0.98·√n (the normal approximation of the binomial), clamped to the sample."""
+    s = sorted(values)
+    n = len(s)
+    half = 0.98 * n ** 0.5
+    lo = max(0, int(n / 2 - half))
+    hi = min(n - 1, int(n / 2 + half + 0.999))
+    return s[lo], s[hi]
+
+
 def summary(values: Sequence[float]) -> dict[str, float]:
-    """median, p10, p90, min, max and n, rounded to 0.01."""
+    """median with its 95% confidence interval, p10, p90, min, max and n, rounded to 0.01."""
+    ci_lo, ci_hi = median_ci95(values)
     return {
         "median": round(percentile(values, 0.5), 2),
+        "ci95_lo": round(ci_lo, 2),
+        "ci95_hi": round(ci_hi, 2),
         "p10": round(percentile(values, 0.1), 2),
         "p90": round(percentile(values, 0.9), 2),
         "min": round(min(values), 2),

@@ -579,7 +579,7 @@ def phases_of(run: dict[str, Any], ts_file: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=30, help="runs per contender (start path, commands)")
+    p.add_argument("--runs", type=int, default=100, help="runs per contender (start path, commands)")
     p.add_argument("--ctr-runs", type=int, default=15, help="runs per contender through containerd")
     p.add_argument("--density", type=int, default=20, help="unikernels running at once")
     p.add_argument("--accel", choices=("tcg", "auto", "kvm"), default="tcg",

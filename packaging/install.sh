@@ -32,11 +32,11 @@ mv "$staging" "$LIB/python"
 rm -rf "$LIB/python.old"
 trap - EXIT
 
-entry() {  # entry PATH MODULE FUNCTION
+entry() {  # entry PATH MODULE FUNCTION [PRELUDE]
   tmp="$(dirname "$1")/.$(basename "$1").tmp"
   cat > "$tmp" <<PY
 #!$interp -IS
-import sys
+${4:-}import sys
 sys.path.insert(0, "$LIB/python")
 from $2 import $3
 raise SystemExit($3())
@@ -44,8 +44,13 @@ PY
   chmod 755 "$tmp"
   mv "$tmp" "$1"
 }
-entry "$LIB/urunc-py" urunc.cli entry
-entry "$LIB/urunc-init" urunc.host.init main
+# The runtime's processes live for one command (or, the init, until it execs the monitor)
+# and make no garbage cycles worth collecting: no cyclic GC (-0.7 ms per create here).
+nogc='import gc
+gc.disable()
+'
+entry "$LIB/urunc-py" urunc.cli entry "$nogc"
+entry "$LIB/urunc-init" urunc.host.init main "$nogc"
 entry "$PREFIX/bin/urunc-build" urunc.image.cli main
 
 # `urunc` itself is a small C front end: `start` natively, the rest handed to urunc-py.
