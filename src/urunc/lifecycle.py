@@ -89,7 +89,7 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             def record_pid(pid: int) -> None:
                 # The record's first write, before the init may go on: a create killed
                 # from here on leaves a PID that `delete --force` kills, and one killed
-                # before leaves an init that exits by itself (see init.spawn). One
+                # before leaves an init that exits by itself (see init.Launch). One
                 # write, not two: replacing a file costs ~0.3-1 ms on ext4 (auto_da_alloc).
                 container.record["pid"] = pid
                 container.record["pid_start"] = proc.start_time(pid)

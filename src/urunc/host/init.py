@@ -1,10 +1,23 @@
 """The container's init: started with ``create``, waits for ``start``, then becomes the monitor.
 
-    front end ──fork+exec──▶ init (a fresh interpreter: imports while create parses the bundle)
-    create ──request (plan, namespaces, cgroup)──▶ init: session, cgroup, console, namespaces
-       │               (a new PID namespace needs one more fork: the child is its PID 1)
-       ◀── "pid N" ─── reports the PID containerd must hold
-    create ──ack (after its state names the PID)──▶ init: blocks opening exec.fifo
+Usually the init runs ``create`` itself (``_create_here``):
+
+    urunc create (C front end) ──clone (PID 1 of a new PID namespace) + exec──▶ init
+    init: parse, plan, cgroup, session, console, namespaces, record, pid file
+    front end ◀── "ok" | "fail CODE" | "runc PATH" ── init; the front end exits with it
+    init: blocks opening exec.fifo
+
+With create hooks (they run in the runtime's namespaces) or a joined PID or mount
+namespace, it answers "python" and Python's ``create`` drives it (``Launch``):
+
+    create ──plan, namespaces──▶ init: session, console, namespaces
+    create ──cgroup files (made meanwhile)──▶ init: joins; a PID namespace it is not
+                                              PID 1 of needs one more fork
+       ◀── "pid N" ─── the PID containerd must hold
+    create ──ack (after its record names the PID)──▶ init: blocks opening exec.fifo
+
+Then, either way:
+
     start ──opens exec.fifo──▶ init: network, user, fds … execve(monitor argv)
 
 exec.fifo is the start barrier and the error channel at once: the init keeps
