@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from tests.helpers.procs import cmdline_of  # the one /proc/PID/cmdline reader
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -190,14 +192,6 @@ def exe_of(pid: int) -> str:
         return os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return ""
-
-
-def cmdline_of(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
 def ppid_of(pid: int) -> int:

@@ -10,8 +10,9 @@
  *
  * Anything this program does not fully understand goes to Python, which gives
  * the exact answers and error messages: other commands, options, runc's
- * containers, a missing state, a container that is not `created`, poststart
- * hooks, phase timestamps (URUNC_TIMESTAMPS). The protocol it shares with
+ * containers, a damaged record, a container that is not `created`, poststart
+ * hooks, phase timestamps (URUNC_TIMESTAMPS). A container that does not exist at all
+ * (no directory) is answered here, in Python's words. The protocol it shares with
  * src/urunc/lifecycle.py: <root>/<id>/urunc-state.json is a urunc container's record
  * (compact JSON: status, pid and pid_start of the init, ...); exec.fifo exists until start;
  * poststart marks a container whose poststart hooks Python must run.
@@ -543,6 +544,8 @@ int main(int argc, char **argv)
     if ((size_t)snprintf(dir, sizeof dir, "%s/%s", root, id) >= sizeof dir)
         python();
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT)
+        fail("container %s does not exist", id); /* ours or runc's: neither has it */
     if (dfd < 0)
         python();
     if (!strcmp(argv[i], "state"))

@@ -56,6 +56,8 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
         raise _errors.AlreadyExists(container_id)
     if spec.terminal and not console_socket:
         raise _errors.UsageError("process.terminal is true but no --console-socket was given")
+    if any(kind == "user" and not path for kind, path in spec.namespaces):
+        raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
     from urunc.oci import hooks
 
     spec_hooks = hooks.validate(spec.raw.get("hooks"))
@@ -98,8 +100,6 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             from urunc.host import cgroups
 
             if place is not None:
-                if any(kind == "user" and not path for kind, path in spec.namespaces):
-                    raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
                 cgroup_files = cgroups.setup(container.dir, container_id, spec, plan, ctx.systemd_cgroup)
                 joined = cgroup_files  # from here on this process may be in the container's cgroup
                 pid = place(plan, cgroup_files, [container.lock_fd])

@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,11 +253,12 @@ def start_containerd(
     return ctd
 
 
-def _quiet(step: str, ctd: Containerd, fn: object, *args: object) -> None:
+def quietly(problems: list[str], step: str, fn: Callable[..., object], *args: object) -> None:
+    """FN(*ARGS) for a teardown step: a failure is noted in PROBLEMS and teardown goes on."""
     try:
-        fn(*args)  # type: ignore[operator]
+        fn(*args)
     except Exception as exc:  # teardown goes on whatever fails
-        ctd.problems.append(f"{step}: {exc}")
+        problems.append(f"{step}: {exc}")
 
 
 def _empty_namespace(ctd: Containerd) -> None:
@@ -426,15 +427,15 @@ def _remove_shared_dirs(created: Sequence[Path]) -> None:
 def stop_containerd(ctd: Containerd) -> list[str]:
     """Tear everything down; returns what was found left over (for reporting)."""
     if ctd.process is not None and ctd.process.poll() is None:
-        _quiet("empty namespace", ctd, _empty_namespace, ctd)
-    _quiet("stop containerd", ctd, _stop_daemon, ctd)
-    _quiet("kill shims", ctd, _kill_our_shims, ctd)
-    _quiet("runtime state", ctd, _delete_runtime_state, ctd)
-    _quiet("shim leftovers", ctd, _remove_shim_leftovers, ctd)
-    _quiet("unmount", ctd, unmount_under, ctd.root, ctd.state, ctd.run_dir)
-    _quiet("cgroups", ctd, _remove_cgroups, ctd.namespace)
+        quietly(ctd.problems, "empty namespace", _empty_namespace, ctd)
+    quietly(ctd.problems, "stop containerd", _stop_daemon, ctd)
+    quietly(ctd.problems, "kill shims", _kill_our_shims, ctd)
+    quietly(ctd.problems, "runtime state", _delete_runtime_state, ctd)
+    quietly(ctd.problems, "shim leftovers", _remove_shim_leftovers, ctd)
+    quietly(ctd.problems, "unmount", unmount_under, ctd.root, ctd.state, ctd.run_dir)
+    quietly(ctd.problems, "cgroups", _remove_cgroups, ctd.namespace)
     for d in (ctd.run_dir, ctd.root.parent):
-        _quiet(f"remove {d}", ctd, shutil.rmtree, d)
+        quietly(ctd.problems, f"remove {d}", shutil.rmtree, d)
     _remove_shared_dirs(ctd.shared_dirs_created)
     return ctd.problems
 

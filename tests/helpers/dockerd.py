@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers.containerd import Containerd, start_containerd, stop_containerd, stop_process
+from tests.helpers.containerd import Containerd, quietly, start_containerd, stop_containerd, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DAEMON_JSON = REPO / "packaging" / "docker" / "daemon.json"
@@ -167,13 +167,6 @@ def _wait_ready(d: Dockerd) -> None:
     raise DockerdStartError(f"dockerd did not answer within {START_TIMEOUT:.0f}s ({last})\n{d.log_tail()}")
 
 
-def _quiet(d: Dockerd, step: str, fn: object, *args: object) -> None:
-    try:
-        fn(*args)  # type: ignore[operator]
-    except Exception as exc:  # teardown goes on whatever fails
-        d.problems.append(f"{step}: {exc}")
-
-
 def _remove_containers(d: Dockerd) -> None:
     ids = d.docker("ps", "-aq", check=False, timeout=30).stdout.split()
     if ids:
@@ -223,15 +216,15 @@ def _remove_cgroups(name: str) -> None:
 def stop_dockerd(d: Dockerd) -> list[str]:
     """Tear everything down; returns what was found left over."""
     if d.process is not None and d.process.poll() is None:
-        _quiet(d, "containers", _remove_containers, d)
-    _quiet(d, "stop dockerd", _stop_daemon, d)
-    _quiet(d, "leftover processes", _kill_leftovers, d)
+        quietly(d.problems, "containers", _remove_containers, d)
+    quietly(d.problems, "stop dockerd", _stop_daemon, d)
+    quietly(d.problems, "leftover processes", _kill_leftovers, d)
     if d.containerd is not None:
         d.problems += [f"containerd: {p}" for p in stop_containerd(d.containerd)]
-    _quiet(d, "unmount", _unmount_under, d.data_root, d.exec_root)
-    _quiet(d, "cgroups", _remove_cgroups, d.name)
+    quietly(d.problems, "unmount", _unmount_under, d.data_root, d.exec_root)
+    quietly(d.problems, "cgroups", _remove_cgroups, d.name)
     for path in (d.exec_root, d.data_root):
-        _quiet(d, f"remove {path}", shutil.rmtree, path, True)
+        quietly(d.problems, f"remove {path}", shutil.rmtree, path, True)
     with contextlib.suppress(FileNotFoundError):
         d.socket.unlink()
     for path in d.created_dirs:

@@ -17,6 +17,15 @@ def state_letter(pid: int) -> str:
     return data[data.rfind(b")") + 2 :].split()[0].decode()
 
 
+def cmdline_of(pid: int | str) -> list[str]:
+    """The process's argv from /proc/PID/cmdline, or [] once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
 def processes_naming(text: str, *, zombies: bool = False) -> list[int]:
     """Processes (but this one) whose argv mentions TEXT; zombies only when ZOMBIES."""
     found = []

@@ -153,6 +153,8 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "config-memory-tiny": (resources({"memory": {"limit": 1024 * 1024}}), "below"),
     "config-bad-cpuset": (resources({"cpu": {"cpus": "a-b"}}), "cpuset"),
     "config-bad-pids": (resources({"pids": {"limit": "many"}}), "pids.limit"),
+    "config-new-user-namespace": (edit_spec(lambda s: s["linux"]["namespaces"].append({"type": "user"})),
+                                  "user namespaces are not supported"),
     "config-unknown-namespace": (edit_spec(lambda s: s["linux"]["namespaces"].append({"type": "bogus"})),
                                  "unknown namespace type"),
     "config-root-missing": (remove("rootfs"), "not a directory"),

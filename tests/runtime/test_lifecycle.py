@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bundles import URUNC, create, hello_bundle, leftovers, urunc
-from tests.helpers.procs import DEAD, state_letter
+from tests.helpers.procs import DEAD, cmdline_of, state_letter
 
 
 def _state(root: Path, cid: str) -> dict[str, object]:
@@ -72,8 +72,8 @@ def test_the_container_pid_is_the_monitor_and_gets_no_inherited_descriptor(
     ps = urunc(state_root, "ps", "--format", "json", "c2", check=True)
     assert json.loads(ps.stdout) == [pid]
     # No Python process of ours stays beside the running container.
-    pythons = [p for p in os.listdir("/proc") if p.isdigit() and "python" in " ".join(_cmdline(p)[:1])
-               and str(state_root) in " ".join(_cmdline(p))]
+    pythons = [p for p in os.listdir("/proc") if p.isdigit() and "python" in " ".join(cmdline_of(p)[:1])
+               and str(state_root) in " ".join(cmdline_of(p))]
     assert pythons == []
     os.close(leak_r)
     urunc(state_root, "kill", "c2", "KILL", check=True)
@@ -92,14 +92,6 @@ def _fd_targets(pid: int) -> list[str]:
         except FileNotFoundError:
             pass
     return targets
-
-
-def _cmdline(pid: str) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
 def test_state_machine_refuses_wrong_state_commands(tmp_path: Path, state_root: Path) -> None:

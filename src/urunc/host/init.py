@@ -46,8 +46,8 @@ _JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount"
 
 
 # Set by the native front end (src/front/urunc.c) for `create`: "PID:REQUEST_FD:REPORT_FD:NEWPID"
-# of an init it started along with this process, whose interpreter starts while ours does;
-# NEWPID is 1 when it was started as PID 1 of a new PID namespace.
+# of the init it started, which answered "python" (see _create_here) and now waits for a
+# Launch; NEWPID is 1 when it was started as PID 1 of a new PID namespace.
 PREWARMED_ENV = "URUNC_INIT"
 
 
@@ -62,9 +62,12 @@ class Handle:
         self.used = False
 
     def discard(self) -> None:
-        """Unless ``spawn`` took it (create failed early, the bundle is runc's): end it, reap it."""
-        if self.used:
-            return
+        """Unless a ``Launch`` took it (create failed early, the bundle is runc's): end it."""
+        if not self.used:
+            self.end()
+
+    def end(self) -> None:
+        """Close its pipes, kill it and reap it."""
         self.used = True
         for fd in (self.request, self.report):
             try:
@@ -120,9 +123,9 @@ class Launch:
     namespaces while ``create`` creates the cgroup; ``finish(cgroup_files, record_pid)``
     sends where to join, then returns the init's host PID once it is in place.
 
-    The init is a process of its own (``main``): the front end starts it with
-    ``create`` so that both interpreters start at once, else it is started here.
-    Either way it is a fresh process, not a fork of this one: after a fork every
+    The init is a process of its own (``main``): the one the front end started,
+    handed over after it answered "python" (see ``_create_here``), else one started
+    here. Either way a fresh process, not a fork of this one: after a fork every
     page either side touches is copied, which tripled the cost of what both did.
 
     The init goes on only after ``record_pid(pid)`` returned and acknowledged it:
@@ -134,8 +137,6 @@ class Launch:
                  handle: Handle | None = None) -> None:
         from urunc import _jsonlite
 
-        if any(kind == "user" and not path for kind, path in namespaces):
-            raise _errors.NotSupported("user namespaces are not supported for unikernel containers")
         new_pid_ns = ("pid", "") in namespaces
         if handle is not None and handle.new_pid_ns and not new_pid_ns:
             handle.discard()  # the front end read the spec otherwise: not this one
@@ -189,8 +190,7 @@ class Launch:
             os.close(init.report)
 
     def abort(self) -> None:
-        self.init.used = False
-        self.init.discard()
+        self.init.end()
 
 
 def spawn(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_socket: str | None,
