@@ -29,5 +29,7 @@ def _append(name: str) -> None:
         return  # timestamps are diagnostics: never fail a container over them
     try:
         os.write(fd, line)
+    except OSError:
+        pass  # a FIFO whose reader left between our open and write (EPIPE)
     finally:
         os.close(fd)
