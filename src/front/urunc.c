@@ -1,12 +1,15 @@
-/* urunc's front end: `urunc start` and `urunc state` natively, every other command handed unchanged to
- * the Python runtime (URUNC_PY, an entry script) by execv; for `create` of a unikernel
- * bundle it first starts the container's init (URUNC_INIT, an entry script) alongside.
+/* urunc's front end: `urunc start`, `urunc state` and most of `urunc kill` natively, every other
+ * command handed unchanged to the Python runtime (URUNC_PY, an entry script) by execv; for
+ * `create` of a unikernel bundle it starts the container's init (URUNC_INIT, an entry
+ * script), which does the create itself.
  *
  * Why: containerd runs `start` between `create` and the guest's first output, and
  * all `start` does is release the init through exec.fifo and wait until the init
  * has exec'd the monitor (EOF on the fifo) or reported an error (bytes on it).
  * Starting an interpreter for that costs ~15 ms here; this costs ~1 ms. `state`, which
  * containerd and kubelet poll, reads the record and prints what Python would, byte for byte.
+ * `kill` is one kill(2) under the container's lock, except SIGTERM to a running container
+ * (Python asks the guest to power off through QMP first).
  *
  * Anything this program does not fully understand goes to Python, which gives
  * the exact answers and error messages: other commands, options, runc's
@@ -17,10 +20,12 @@
  * (compact JSON: status, pid and pid_start of the init, ...); exec.fifo exists until start;
  * poststart marks a container whose poststart hooks Python must run.
  *
- * `create`: the init is a Python process of its own (src/urunc/host/init.py). Started
- * here, its interpreter and imports run on another core while `create`'s do, instead
- * of after them; it is handed over as URUNC_INIT="PID:REQUEST_FD:REPORT_FD" (two
- * pipes), and `create` kills it if the bundle turns out not to need it.
+ * `create`: the init is a Python process of its own (src/urunc/host/init.py), cloned
+ * here (as PID 1 of a new PID namespace when the spec asks for one) and given two pipes.
+ * It does the create itself and reports a verdict line: "ok" (exit 0), "fail CODE" (it
+ * has printed and logged the error), "runc PATH" (an ordinary bundle: exec runc), or
+ * "python" (create hooks, joined namespaces: exec Python's create, which hands the init
+ * its plan; URUNC_INIT="PID:REQUEST_FD:REPORT_FD:NEWPID").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -291,33 +297,40 @@ static int read_record(int dfd, struct record *r)
     return 1;
 }
 
+/* The container's status as Python's Container.status() derives it from the record and
+ * the init's liveness; Python for a status this does not know. */
+static const char *status_of(int dfd, const struct record *r)
+{
+    long pid = r->pid;
+    unsigned long long start = r->start;
+    if (span_is(r->status, "\"stopped\""))
+        return "stopped";
+    if (span_is(r->status, "\"creating\""))
+        return pid > 0 && alive(pid, start) ? "creating" : pid > 0 ? "stopped" : "creating";
+    if (span_is(r->status, "\"created\""))
+        return pid <= 0 || !alive(pid, start) ? "stopped"
+               : faccessat(dfd, "exec.fifo", F_OK, 0) ? "running" : "created";
+    if (span_is(r->status, "\"running\""))
+        return pid > 0 && alive(pid, start) ? "running" : "stopped";
+    python();
+    return NULL;
+}
+
 /* `state ID`, as Python's `urunc state` prints it (json indent 2). */
 static void native_state(int dfd, const char *id)
 {
     struct record r;
     if (!read_record(dfd, &r))
         python();
-    struct span status = r.status, bundle = r.bundle, rootfs = r.rootfs, created = r.created,
+    struct span bundle = r.bundle, rootfs = r.rootfs, created = r.created,
                 annotations = r.annotations;
     long pid = r.pid;
-    unsigned long long start = r.start;
     char *out_text = NULL;
     size_t out_size = 0;
     FILE *out = open_memstream(&out_text, &out_size); /* all or nothing: Python may yet answer */
     if (!out)
         python();
-    const char *state;
-    if (span_is(status, "\"stopped\""))
-        state = "stopped";
-    else if (span_is(status, "\"creating\""))
-        state = pid > 0 && alive(pid, start) ? "creating" : pid > 0 ? "stopped" : "creating";
-    else if (span_is(status, "\"created\""))
-        state = pid <= 0 || !alive(pid, start) ? "stopped"
-                : faccessat(dfd, "exec.fifo", F_OK, 0) ? "running" : "created";
-    else if (span_is(status, "\"running\""))
-        state = pid > 0 && alive(pid, start) ? "running" : "stopped";
-    else
-        python();
+    const char *state = status_of(dfd, &r);
     if (!strcmp(state, "stopped"))
         pid = 0;
 
@@ -353,6 +366,53 @@ static void native_state(int dfd, const char *id)
         python();
     if (fwrite(out_text, 1, out_size, stdout) != out_size || fflush(stdout))
         exit(1);
+    exit(0);
+}
+
+/* -- `kill`: a signal to the monitor ------------------------------------------------------ */
+
+/* SIGNAL by number (9) or name (KILL, SIGKILL, sigkill), as Python's parse_signal reads it;
+ * -1 for anything else (real-time names, errors: Python's). */
+static int signal_number(const char *text)
+{
+    static const char *const names[] = { /* by number; aliases after SYS */
+        "", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
+        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"};
+    if (*text >= '0' && *text <= '9') {
+        char *end;
+        long n = strtol(text, &end, 10);
+        return *end || n < 1 || n > 64 ? -1 : (int)n;
+    }
+    if (!strncasecmp(text, "SIG", 3))
+        text += 3;
+    for (int n = 1; n < (int)(sizeof names / sizeof *names); n++)
+        if (!strcasecmp(text, names[n]))
+            return n;
+    if (!strcasecmp(text, "IOT"))
+        return SIGABRT;
+    if (!strcasecmp(text, "POLL"))
+        return SIGIO;
+    return -1;
+}
+
+/* `kill ID SIGNAL` of a created or running container: one kill(2) under the container's
+ * lock, as Python's lifecycle.kill does it. SIGTERM to a running container is Python's (it
+ * asks the guest to power off through QMP first), as is every error. */
+static void native_kill(int dfd, int sig)
+{
+    if (flock(dfd, LOCK_EX))
+        python();
+    struct record r;
+    if (!read_record(dfd, &r))
+        python();
+    const char *state = status_of(dfd, &r);
+    if (strcmp(state, "created") && strcmp(state, "running"))
+        python(); /* not running: Python's error, or nothing to do for --all */
+    if (sig == SIGTERM && !strcmp(state, "running"))
+        python();
+    if (kill((pid_t)r.pid, sig))
+        python();
     exit(0);
 }
 
@@ -536,7 +596,19 @@ int main(int argc, char **argv)
         create(argc, argv, i);
     if (getenv("URUNC_TIMESTAMPS"))
         python();
-    if (i + 2 != argc || (strcmp(argv[i], "start") && strcmp(argv[i], "state")) || !valid_id(argv[i + 1]))
+    int sig = 0;
+    if (i < argc && !strcmp(argv[i], "kill")) { /* kill [--all|-a] ID [SIGNAL] */
+        int at = i + 1;
+        if (at < argc && (!strcmp(argv[at], "--all") || !strcmp(argv[at], "-a")))
+            at++;
+        if (at >= argc || argc - at > 2 || argv[at][0] == '-' ||
+            (sig = at + 1 < argc ? signal_number(argv[at + 1]) : SIGTERM) < 0)
+            python();
+        i = at - 1; /* argv[i + 1] is the ID */
+    } else if (i + 2 != argc || (strcmp(argv[i], "start") && strcmp(argv[i], "state"))) {
+        python();
+    }
+    if (!valid_id(argv[i + 1]))
         python();
     const char *id = argv[i + 1];
 
@@ -548,6 +620,8 @@ int main(int argc, char **argv)
         fail("container %s does not exist", id); /* ours or runc's: neither has it */
     if (dfd < 0)
         python();
+    if (sig)
+        native_kill(dfd, sig);
     if (!strcmp(argv[i], "state"))
         native_state(dfd, id);
     if (!faccessat(dfd, "poststart", F_OK, 0))

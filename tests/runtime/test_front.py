@@ -7,8 +7,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.helpers.bundles import HELLO_ANNOTATIONS, REPO, URUNC, create, hello_bundle, leftovers, urunc
 
@@ -105,12 +108,23 @@ def test_create_starts_the_init_alongside_and_never_leaves_an_unused_one(tmp_pat
     assert leftovers(state_root) == []
 
 
-def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, state_root: Path) -> None:
-    lib = Path(URUNC).resolve().parent.parent / "lib" / "urunc"
-    # The front end built without a Python to fall back to: what it prints, it printed itself.
-    native_only = tmp_path / "urunc-native-only"
-    subprocess.run(["gcc", "-O2", "-DURUNC_PY=\"/nonexistent/urunc-py\"", "-o", str(native_only),
+@pytest.fixture(scope="module")
+def native_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The front end built without a Python to fall back to: what it does, it did itself."""
+    path = tmp_path_factory.mktemp("front") / "urunc-native-only"
+    subprocess.run(["gcc", "-O2", "-DURUNC_PY=\"/nonexistent/urunc-py\"", "-o", str(path),
                     str(REPO / "src" / "front" / "urunc.c")], check=True)
+    return path
+
+
+def _python_s(result: subprocess.CompletedProcess[str]) -> bool:
+    """Whether NATIVE_ONLY handed the command on (to a Python it does not have)."""
+    return result.returncode == 1 and "cannot run /nonexistent/urunc-py" in result.stderr
+
+
+def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, state_root: Path,
+                                                                native_only: Path) -> None:
+    lib = Path(URUNC).resolve().parent.parent / "lib" / "urunc"
 
     def both(cid: str, native_answers: bool = True) -> tuple[str, str]:
         native = subprocess.run([str(native_only), "--root", str(state_root), "state", cid],
@@ -118,7 +132,7 @@ def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, 
         python = subprocess.run([str(lib / "urunc-py"), "--root", str(state_root), "state", cid],
                                 capture_output=True, text=True, check=True).stdout
         if not native_answers:
-            assert native.returncode == 1 and "cannot run /nonexistent/urunc-py" in native.stderr
+            assert _python_s(native)
             return python, python
         assert native.returncode == 0, native.stderr
         return native.stdout, python
@@ -213,3 +227,90 @@ def test_a_bundle_the_front_end_took_for_a_unikernel_still_goes_to_runc(tmp_path
     assert state["status"] == "created"
     assert Path(f"/proc/{state['pid']}/cmdline").read_bytes().startswith(b"runc")
     urunc(state_root, "delete", "--force", "rc1", check=True)
+
+
+def _native_kill(front: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(front), "--root", str(root), "kill", *args],
+                          capture_output=True, text=True, check=False, timeout=30)
+
+
+def _wait_gone(pid: int) -> bool:
+    from tests.helpers.procs import DEAD, state_letter
+
+    deadline = time.monotonic() + 10
+    while state_letter(pid) not in DEAD and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return state_letter(pid) in DEAD
+
+
+def test_native_kill_signals_created_and_running_containers(tmp_path: Path, state_root: Path,
+                                                            native_only: Path) -> None:
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"))
+    assert create(state_root, bundle, "nk1")[0] == 0
+    assert create(state_root, bundle, "nk2")[0] == 0
+    urunc(state_root, "start", "nk2", check=True)
+    for cid, args in (("nk1", ("nk1", "sigkill")), ("nk2", ("--all", "nk2", "9"))):
+        pid = json.loads(urunc(state_root, "state", cid, check=True).stdout)["pid"]
+        result = _native_kill(native_only, state_root, *args)
+        assert result.returncode == 0, result.stderr
+        assert _wait_gone(pid)
+        assert json.loads(urunc(state_root, "state", cid, check=True).stdout)["status"] == "stopped"
+    # What the front end leaves to Python, and Python's answers.
+    assert _python_s(_native_kill(native_only, state_root, "nk1", "KILL"))  # stopped: an error
+    stopped = _native_kill(Path(URUNC), state_root, "nk1", "KILL")
+    assert (stopped.returncode, stopped.stderr) == (1, "urunc: container nk1 is not running: it is stopped\n")
+    assert _native_kill(Path(URUNC), state_root, "--all", "nk1", "KILL").returncode == 0  # runc's rule
+    assert create(state_root, bundle, "nk3")[0] == 0
+    for args in (("nk3", "NOPE"), ("nk3", "RTMIN+1"), ("nk3", "0"), ("nk3", "KILL", "x"), ("nk3", "--all=true")):
+        assert _python_s(_native_kill(native_only, state_root, *args)), args
+    bad = _native_kill(Path(URUNC), state_root, "nk3", "NOPE")
+    assert (bad.returncode, bad.stderr) == (2, "urunc: invalid signal NOPE\n")  # a usage error
+    urunc(state_root, "start", "nk3", check=True)
+    assert _python_s(_native_kill(native_only, state_root, "nk3"))  # SIGTERM: QMP power-off first
+    for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word
+        missing = _native_kill(Path(front), state_root, "nk9", "KILL")
+        assert (missing.returncode, missing.stderr) == (1, "urunc: container nk9 does not exist\n")
+    for cid in ("nk1", "nk2", "nk3"):
+        urunc(state_root, "delete", "--force", cid, check=True)
+    assert leftovers(state_root) == []
+
+
+CATCHER = r"""
+import os, signal, sys
+def caught(num, frame):
+    os.write(1, b"%d\n" % num)
+for num in range(1, 65):
+    if num not in (signal.SIGKILL, signal.SIGSTOP, 32, 33):
+        signal.signal(num, caught)
+os.write(1, b"ready\n")
+while True:
+    signal.pause()
+"""
+
+
+def test_native_kill_reads_signal_names_as_python_does(tmp_path: Path, state_root: Path,
+                                                       native_only: Path) -> None:
+    from urunc.host import proc
+
+    # The record is pointed at a process that reports what it receives: every name and number
+    # goes through the native parser to a real kill(2), then is compared with Python's table.
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"))
+    assert create(state_root, bundle, "nn1")[0] == 0
+    record_path = state_root / "nn1" / "urunc-state.json"
+    record = json.loads(record_path.read_text())
+    catcher = subprocess.Popen([sys.executable, "-c", CATCHER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert catcher.stdout is not None and catcher.stdout.readline() == "ready\n"
+        record_path.write_text(json.dumps({**record, "pid": catcher.pid, "pid_start": proc.start_time(catcher.pid)}))
+        names = [n for n in proc._SIGNALS if n not in ("KILL", "STOP")]
+        for text in [*names, *(f"SIG{n}" for n in names), *(f"sig{n.lower()}" for n in names),
+                     *(str(n) for n in range(1, 65) if n not in (9, 19, 32, 33))]:
+            result = _native_kill(native_only, state_root, "nn1", text)
+            assert result.returncode == 0, (text, result.stderr)
+            assert catcher.stdout.readline() == f"{proc.parse_signal(text)}\n", text
+    finally:
+        catcher.kill()
+        catcher.wait()
+        record_path.write_text(json.dumps(record))
+    urunc(state_root, "delete", "--force", "nn1", check=True)
+    assert leftovers(state_root) == []
