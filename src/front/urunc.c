@@ -1,7 +1,7 @@
-/* urunc's front end: `urunc start`, `urunc state` and most of `urunc kill` natively, every other
- * command handed unchanged to the Python runtime (URUNC_PY, an entry script) by execv; for
- * `create` of a unikernel bundle it starts the container's init (URUNC_INIT, an entry
- * script), which does the create itself.
+/* urunc's front end: `urunc start`, `urunc state`, and the common cases of `kill` and `delete`
+ * natively, every other command handed unchanged to the Python runtime (URUNC_PY, an entry
+ * script) by execv; for `create` of a unikernel bundle it starts the container's init
+ * (URUNC_INIT, an entry script), which does the create itself.
  *
  * Why: containerd runs `start` between `create` and the guest's first output, and
  * all `start` does is release the init through exec.fifo and wait until the init
@@ -9,12 +9,14 @@
  * Starting an interpreter for that costs ~15 ms here; this costs ~1 ms. `state`, which
  * containerd and kubelet poll, reads the record and prints what Python would, byte for byte.
  * `kill` is one kill(2) under the container's lock, except SIGTERM to a running container
- * (Python asks the guest to power off through QMP first).
+ * (Python asks the guest to power off through QMP first). `delete` of a stopped container
+ * removes its cgroups and state directory; a tap to release, poststop hooks or a living
+ * monitor make it Python's.
  *
  * Anything this program does not fully understand goes to Python, which gives
  * the exact answers and error messages: other commands, options, runc's
- * containers, a damaged record, a container that is not `created`, poststart
- * hooks, phase timestamps (URUNC_TIMESTAMPS). A container that does not exist at all
+ * containers, a damaged record, a container in a state the command does not
+ * handle here, hooks, phase timestamps (URUNC_TIMESTAMPS). A container that does not exist at all
  * (no directory) is answered here, in Python's words. The protocol it shares with
  * src/urunc/lifecycle.py: <root>/<id>/urunc-state.json is a urunc container's record
  * (compact JSON: status, pid and pid_start of the init, ...); exec.fifo exists until start;
@@ -28,6 +30,7 @@
  * its plan; URUNC_INIT="PID:REQUEST_FD:REPORT_FD:NEWPID").
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -112,6 +115,13 @@ static void fail(const char *fmt, ...)
         }
     }
     exit(1);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 /* Is PID still the process that started at START (not a zombie, not a reused PID)? */
@@ -251,7 +261,7 @@ static int span_is(struct span s, const char *text)
  * the fields `state` prints and `start` needs. 0 when it is not plainly one of ours
  * (runc's container, a damaged or half-written record): Python answers then. */
 struct record {
-    struct span status, bundle, rootfs, created, annotations;
+    struct span status, bundle, rootfs, created, annotations, hooks; /* hooks: len 0 if absent */
     long pid;
     unsigned long long start; /* valid when pid > 0 */
 };
@@ -287,6 +297,8 @@ static int read_record(int dfd, struct record *r)
         !is_string(r->status) || !is_string(r->bundle) || !is_string(r->rootfs) || !is_string(r->created) ||
         r->annotations.at[0] != '{')
         return 0;
+    if (!field(text, "hooks", &r->hooks))
+        r->hooks.len = 0;
     char *end;
     r->pid = strtol(pid_s.at, &end, 10);
     if (end != pid_s.at + pid_s.len)
@@ -412,6 +424,165 @@ static void native_kill(int dfd, int sig)
     if (sig == SIGTERM && !strcmp(state, "running"))
         python();
     if (kill((pid_t)r.pid, sig))
+        python();
+    exit(0);
+}
+
+/* -- `delete`: a stopped container's cgroups and state directory --------------------------- */
+
+#define MAX_ENTRIES 16
+#define MAX_DIRS 32
+
+/* The JSON string S, without escapes, as a NUL-terminated copy; NULL for anything else. */
+static char *plain_string(const char *at, const char *end)
+{
+    size_t len = (size_t)(end - at);
+    if (len < 2 || at[0] != '"' || memchr(at, '\\', len))
+        return NULL;
+    return strndup(at + 1, len - 2);
+}
+
+/* The strings of the JSON array at P into OUT (at most MAX): their number, or -1. */
+static int string_array(const char *p, char **out, int max)
+{
+    p = skip_ws(p);
+    if (*p++ != '[')
+        return -1;
+    p = skip_ws(p);
+    if (*p == ']')
+        return 0;
+    for (int n = 0;;) {
+        const char *end = skip_value(p);
+        if (!end || n == max || !(out[n++] = plain_string(p, end)))
+            return -1;
+        p = skip_ws(end);
+        if (*p == ']')
+            return n;
+        if (*p++ != ',')
+            return -1;
+        p = skip_ws(p);
+    }
+}
+
+struct cgroup_entry {
+    char *dirs[MAX_DIRS], *leaves[MAX_DIRS];
+    int ndirs, nleaves;
+};
+
+/* resources.json (host/resources.py): cgroup entries only, else Python releases them. */
+static int read_resources(int dfd, struct cgroup_entry *entries)
+{
+    static char text[TEXT_MAX + 1];
+    long len = read_text(dfd, "resources.json", text);
+    if (len < 0)
+        return errno == ENOENT ? 0 : -1;
+    const char *p = skip_ws(text);
+    if (*p++ != '[')
+        return -1;
+    p = skip_ws(p);
+    if (*p == ']')
+        return *skip_ws(p + 1) ? -1 : 0;
+    for (int n = 0;;) {
+        const char *end = skip_value(p);
+        struct span kind, dirs, leaves;
+        if (!end || n == MAX_ENTRIES || *p != '{' || !field(p, "kind", &kind) ||
+            !span_is(kind, "\"cgroup\"") || !field(p, "dirs", &dirs) || !field(p, "leaves", &leaves) ||
+            (entries[n].ndirs = string_array(dirs.at, entries[n].dirs, MAX_DIRS)) < 0 ||
+            (entries[n].nleaves = string_array(leaves.at, entries[n].leaves, MAX_DIRS)) < 0)
+            return -1;
+        n++;
+        p = skip_ws(end);
+        if (*p == ']')
+            return *skip_ws(p + 1) ? -1 : n;
+        if (*p++ != ',')
+            return -1;
+        p = skip_ws(p);
+    }
+}
+
+static int depth(const char *path)
+{
+    int n = 0;
+    for (; *path; path++)
+        n += *path == '/';
+    return n;
+}
+
+/* cgroups.release: deepest first; a leaf may be busy while the dead monitor is reaped; an
+ * ancestor shared with another container stays while not empty. 0, or -1 for Python. */
+static int release_cgroup(struct cgroup_entry *e)
+{
+    for (int i = 1; i < e->ndirs; i++) /* stable, by depth, deepest first */
+        for (int j = i; j > 0 && depth(e->dirs[j]) > depth(e->dirs[j - 1]); j--) {
+            char *t = e->dirs[j];
+            e->dirs[j] = e->dirs[j - 1];
+            e->dirs[j - 1] = t;
+        }
+    for (int i = 0; i < e->ndirs; i++) {
+        int leaf = 0;
+        for (int j = 0; j < e->nleaves; j++)
+            leaf |= !strcmp(e->leaves[j], e->dirs[i]);
+        long long deadline = now_ms() + 2000;
+        while (rmdir(e->dirs[i]) && errno != ENOENT) {
+            if (errno == EBUSY && leaf && now_ms() < deadline) {
+                usleep(10000);
+                continue;
+            }
+            if (leaf || (errno != EBUSY && errno != ENOTEMPTY))
+                return -1; /* Python tries again and says what stays */
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Everything below the directory DFD (the state directory holds files, and a Linux guest's
+ * files in a directory of their own). 0, or -1. */
+static int empty_dir(int dfd)
+{
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int result = 0;
+    struct dirent *e;
+    while (!result && (e = readdir(dir))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (!unlinkat(fd, e->d_name, 0) || errno == ENOENT)
+            continue;
+        int sub = errno == EISDIR ? openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        result = sub < 0 || empty_dir(sub) || (unlinkat(fd, e->d_name, AT_REMOVEDIR) && errno != ENOENT) ? -1 : 0;
+        if (sub >= 0)
+            close(sub);
+    }
+    closedir(dir);
+    return result;
+}
+
+/* `delete ID` of a stopped container without poststop hooks, as Python's lifecycle.delete
+ * does it: its cgroups, newest first, then its state directory. Anything else (a living
+ * container, hooks, a tap to release, any error) is Python's; what was done here already
+ * it finds done. */
+static void native_delete(int dfd, const char *dir)
+{
+    if (flock(dfd, LOCK_EX))
+        python();
+    struct record r;
+    if (!read_record(dfd, &r) || strcmp(status_of(dfd, &r), "stopped") ||
+        (r.pid > 0 && alive(r.pid, r.start)) || (r.hooks.len && !span_is(r.hooks, "{}")))
+        python(); /* (a record may say stopped while its PID lives: Python kills it first) */
+    static struct cgroup_entry entries[MAX_ENTRIES];
+    int n = read_resources(dfd, entries);
+    if (n < 0)
+        python();
+    while (n--)
+        if (release_cgroup(&entries[n]))
+            python();
+    if (empty_dir(dfd) || (rmdir(dir) && errno != ENOENT))
         python();
     exit(0);
 }
@@ -550,13 +721,6 @@ static void create(int argc, char **argv, int command)
     python();
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 int main(int argc, char **argv)
 {
     const char *root = "/run/urunc";
@@ -596,7 +760,7 @@ int main(int argc, char **argv)
         create(argc, argv, i);
     if (getenv("URUNC_TIMESTAMPS"))
         python();
-    int sig = 0;
+    int sig = 0, deleting = 0;
     if (i < argc && !strcmp(argv[i], "kill")) { /* kill [--all|-a] ID [SIGNAL] */
         int at = i + 1;
         if (at < argc && (!strcmp(argv[at], "--all") || !strcmp(argv[at], "-a")))
@@ -605,11 +769,17 @@ int main(int argc, char **argv)
             (sig = at + 1 < argc ? signal_number(argv[at + 1]) : SIGTERM) < 0)
             python();
         i = at - 1; /* argv[i + 1] is the ID */
+    } else if (i < argc && !strcmp(argv[i], "delete")) { /* delete [--force|-f] ID */
+        if (i + 2 < argc && (!strcmp(argv[i + 1], "--force") || !strcmp(argv[i + 1], "-f")))
+            i++; /* a stopped container: the same either way */
+        deleting = 1;
+        if (i + 2 != argc)
+            python();
     } else if (i + 2 != argc || (strcmp(argv[i], "start") && strcmp(argv[i], "state"))) {
         python();
     }
-    if (!valid_id(argv[i + 1]))
-        python();
+    if (argv[i + 1][0] == '-' || !valid_id(argv[i + 1]))
+        python(); /* an option where the ID belongs: Python's parser says what is wrong */
     const char *id = argv[i + 1];
 
     char dir[4096];
@@ -622,6 +792,8 @@ int main(int argc, char **argv)
         python();
     if (sig)
         native_kill(dfd, sig);
+    if (deleting)
+        native_delete(dfd, dir);
     if (!strcmp(argv[i], "state"))
         native_state(dfd, id);
     if (!faccessat(dfd, "poststart", F_OK, 0))

@@ -314,3 +314,89 @@ def test_native_kill_reads_signal_names_as_python_does(tmp_path: Path, state_roo
         record_path.write_text(json.dumps(record))
     urunc(state_root, "delete", "--force", "nn1", check=True)
     assert leftovers(state_root) == []
+
+
+def _with_cgroups_path(bundle: Path, path: str) -> Path:
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["linux"]["cgroupsPath"] = path
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
+def _native_delete(front: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(front), "--root", str(root), "delete", *args],
+                          capture_output=True, text=True, check=False, timeout=30)
+
+
+def _stop(root: Path, cid: str) -> None:
+    pid = json.loads(urunc(root, "state", cid, check=True).stdout)["pid"]
+    urunc(root, "kill", cid, "KILL", check=True)
+    assert _wait_gone(pid)
+
+
+def test_native_delete_removes_a_stopped_container_s_cgroups_and_state(tmp_path: Path, state_root: Path,
+                                                                      native_only: Path) -> None:
+    from tests.helpers.bundles import cgroups_named
+
+    parent = f"urunc-front-{os.getpid()}"
+    # Two containers under one new parent cgroup, made by the first: deleting the first leaves
+    # the parent, still busy with the second (an ancestor may stay; a container's own may not).
+    for cid in ("nd1", "nd2"):
+        bundle = _with_cgroups_path(hello_bundle(tmp_path / cid, args=("hello", "wait")), f"/{parent}/{cid}")
+        assert create(state_root, bundle, cid)[0] == 0
+    urunc(state_root, "start", "nd1", check=True)
+    assert cgroups_named("nd1", "nd2", parent)
+    for cid in ("nd1", "nd2"):  # running, then created: both stopped by a SIGKILL
+        _stop(state_root, cid)
+    result = _native_delete(native_only, state_root, "nd1")
+    assert result.returncode == 0, result.stderr
+    assert cgroups_named("nd1") == [] and cgroups_named(parent)  # nd2 still in the parent
+    assert not (state_root / "nd1").exists()
+    result = _native_delete(native_only, state_root, "-f", "nd2")
+    assert result.returncode == 0, result.stderr
+    assert cgroups_named("nd2") == []
+    # nd1 made the parent and could not remove it then; nd2 did not make it, so it leaves it
+    # (runc never removes a parent it made). Python's delete does the same.
+    for directory in sorted(cgroups_named(parent), key=len, reverse=True):
+        os.rmdir(directory)
+    assert leftovers(state_root) == []
+    for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word
+        missing = _native_delete(Path(front), state_root, "nd1")
+        assert (missing.returncode, missing.stderr) == (1, "urunc: container nd1 does not exist\n")
+
+
+def test_native_delete_leaves_to_python_what_it_does_not_know(tmp_path: Path, state_root: Path,
+                                                              native_only: Path) -> None:
+    from tests.helpers.bundles import cgroups_named
+
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"))
+    assert create(state_root, bundle, "np1")[0] == 0
+    urunc(state_root, "start", "np1", check=True)
+    assert _python_s(_native_delete(native_only, state_root, "np1"))  # running
+    assert _python_s(_native_delete(native_only, state_root, "--force", "np1"))  # running: kill first
+    # A record that says stopped while its monitor lives: Python kills the monitor first.
+    record_path = state_root / "np1" / "urunc-state.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "status": "stopped"}))
+    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    assert (state_root / "np1").exists()
+    assert Path(f"/proc/{record['pid']}").exists()
+    record_path.write_text(json.dumps(record))
+    _stop(state_root, "np1")
+    # A resource it does not release itself (a tap), poststop hooks, an option it does not know.
+    resources_path = state_root / "np1" / "resources.json"
+    resources = resources_path.read_text()
+    resources_path.write_text(json.dumps([{"kind": "tap", "netns": "", "name": "tap0_x"},
+                                          *json.loads(resources)]))
+    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    resources_path.write_text(resources)
+    record_path.write_text(json.dumps({**record, "hooks": {"poststop": [{"path": "/bin/true"}]}}))
+    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    record_path.write_text(json.dumps(record))
+    assert _python_s(_native_delete(native_only, state_root, "--force=true", "np1"))
+    assert _python_s(_native_delete(native_only, state_root, "-f"))
+    # Nothing of that changed anything: the native delete still does the whole job.
+    assert cgroups_named("np1")
+    result = _native_delete(native_only, state_root, "np1")
+    assert result.returncode == 0, result.stderr
+    assert cgroups_named("np1") == [] and leftovers(state_root) == []
