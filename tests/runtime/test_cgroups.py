@@ -1,18 +1,23 @@
 """The monitor in the spec's cgroup, with limits, on this host's real cgroupfs (v1 hybrid here).
 
-The v2 layout is covered by tests/unit/test_cgroups.py on a fake tree (no v2
-controllers on this machine).
+A pure v2 host is had in a mount namespace whose /sys/fs/cgroup is the cgroup2
+hierarchy alone: real membership and real mkdir/rmdir rules, but no controller
+(v1 holds them all on this machine), so the v2 limits are covered by
+tests/unit/test_cgroups.py on a fake tree.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import hello_bundle, urunc
+from tests.helpers.bundles import URUNC, hello_bundle, leftovers, urunc
 
 CG = Path("/sys/fs/cgroup")
 MIB = 1024 * 1024
@@ -75,3 +80,77 @@ def test_systemd_style_path_maps_to_a_scope(tmp_path: Path, state_root: Path) ->
     finally:
         assert urunc(state_root, "delete", "--force", cid).returncode == 0
     assert not list(CG.glob("*/urunctest.slice"))
+
+
+@pytest.fixture
+def pure_v2() -> Iterator[int]:
+    """The PID of a process whose mount namespace sees only the cgroup2 hierarchy."""
+    holder = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         "umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && echo ready && exec sleep 600"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_pure_v2_host_puts_the_monitor_in_the_unified_hierarchy(tmp_path: Path, state_root: Path,
+                                                                   pure_v2: int) -> None:
+    from tests.helpers.procs import DEAD, state_letter
+
+    unified = Path(f"/proc/{pure_v2}/root/sys/fs/cgroup")
+    parent = f"urunc-v2-{os.getpid()}"
+
+    def run(*args: str, out: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+        sink = open(out, "ab") if out else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        try:
+            return subprocess.run(["nsenter", "-t", str(pure_v2), "-m", "--", URUNC, "--root", str(state_root),
+                                   *args], stdin=subprocess.DEVNULL, stdout=sink,
+                                  stderr=sink if out else subprocess.PIPE, timeout=60, check=False)
+        finally:
+            if out:
+                sink.close()  # type: ignore[union-attr]
+
+    def pid_of(cid: str) -> int:
+        return int(json.loads(urunc(state_root, "state", cid, check=True).stdout)["pid"])
+
+    cids = ("v2a", "v2b")
+    for cid in cids:
+        bundle = hello_bundle(tmp_path / cid, args=("hello", "wait"))
+        spec = json.loads((bundle / "config.json").read_text())
+        spec["linux"]["cgroupsPath"] = f"/{parent}/{cid}"
+        (bundle / "config.json").write_text(json.dumps(spec))
+        result = run("create", "--bundle", str(bundle), cid, out=tmp_path / f"{cid}.out")
+        assert result.returncode == 0, (tmp_path / f"{cid}.out").read_text()
+    try:
+        assert run("start", "v2a").returncode == 0
+        deadline = time.monotonic() + 30
+        while b"waiting" not in (tmp_path / "v2a.out").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for cid in cids:  # the monitor (v2a) and a waiting init (v2b), each in its own
+            pid = pid_of(cid)
+            assert f"0::/{parent}/{cid}" in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            assert (unified / parent / cid / "cgroup.procs").read_text().split() == [str(pid)]
+        # v2 was chosen: nothing was made in the v1 hierarchies.
+        assert [d for d in CG.glob(f"*/{parent}") if d.parent.name != "unified"] == []
+        # Python's delete --force of a created container (kill, then release), then the
+        # native delete of a stopped one, which also removes the parent v2a made.
+        assert run("delete", "--force", "v2b").returncode == 0
+        assert not (unified / parent / "v2b").exists() and (unified / parent / "v2a").exists()
+        pid = pid_of("v2a")
+        assert run("kill", "v2a", "KILL").returncode == 0
+        deadline = time.monotonic() + 10
+        while state_letter(pid) not in DEAD:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        result = run("delete", "v2a")
+        assert result.returncode == 0, result.stderr
+        assert not (unified / parent).exists()
+    finally:
+        for cid in cids:
+            run("delete", "--force", cid)
+    assert leftovers(state_root) == []
