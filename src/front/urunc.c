@@ -274,12 +274,14 @@ static long read_text(int dfd, const char *path, char *text)
     if (fd < 0)
         return -1;
     size_t used = 0;
-    ssize_t got;
+    ssize_t got = 0;
     while (used < TEXT_MAX && (got = read(fd, text + used, TEXT_MAX - used)) > 0)
         used += (size_t)got;
+    int error = got < 0 ? errno : used < TEXT_MAX ? 0 : EFBIG;
     close(fd);
     text[used] = 0;
-    return used < TEXT_MAX ? (long)used : -1;
+    errno = error; /* never a stale ENOENT: a caller takes that for "no such file" */
+    return error ? -1 : (long)used;
 }
 
 static int read_record(int dfd, struct record *r)
@@ -536,9 +538,9 @@ static int release_cgroup(struct cgroup_entry *e)
     return 0;
 }
 
-/* Everything below the directory DFD (the state directory holds files, and a Linux guest's
- * files in a directory of their own). 0, or -1. */
-static int empty_dir(int dfd)
+/* Everything below the directory DFD but its entry KEEP (the state directory holds files,
+ * and a Linux guest's files in a directory of their own). 0, or -1. */
+static int empty_dir(int dfd, const char *keep)
 {
     int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *dir = fd < 0 ? NULL : fdopendir(fd);
@@ -550,12 +552,12 @@ static int empty_dir(int dfd)
     int result = 0;
     struct dirent *e;
     while (!result && (e = readdir(dir))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || (keep && !strcmp(e->d_name, keep)))
             continue;
         if (!unlinkat(fd, e->d_name, 0) || errno == ENOENT)
             continue;
         int sub = errno == EISDIR ? openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-        result = sub < 0 || empty_dir(sub) || (unlinkat(fd, e->d_name, AT_REMOVEDIR) && errno != ENOENT) ? -1 : 0;
+        result = sub < 0 || empty_dir(sub, NULL) || (unlinkat(fd, e->d_name, AT_REMOVEDIR) && errno != ENOENT) ? -1 : 0;
         if (sub >= 0)
             close(sub);
     }
@@ -582,7 +584,9 @@ static void native_delete(int dfd, const char *dir)
     while (n--)
         if (release_cgroup(&entries[n]))
             python();
-    if (empty_dir(dfd) || (rmdir(dir) && errno != ENOENT))
+    /* The record goes last: if anything stops this half-way, Python still finds the container. */
+    if (empty_dir(dfd, "urunc-state.json") || (unlinkat(dfd, "urunc-state.json", 0) && errno != ENOENT) ||
+        (rmdir(dir) && errno != ENOENT))
         python();
     exit(0);
 }

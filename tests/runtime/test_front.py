@@ -383,11 +383,14 @@ def test_native_delete_leaves_to_python_what_it_does_not_know(tmp_path: Path, st
     assert Path(f"/proc/{record['pid']}").exists()
     record_path.write_text(json.dumps(record))
     _stop(state_root, "np1")
-    # A resource it does not release itself (a tap), poststop hooks, an option it does not know.
+    # A resource it does not release itself (a tap), a damaged resources record, poststop
+    # hooks, an option it does not know.
     resources_path = state_root / "np1" / "resources.json"
     resources = resources_path.read_text()
     resources_path.write_text(json.dumps([{"kind": "tap", "netns": "", "name": "tap0_x"},
                                           *json.loads(resources)]))
+    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    resources_path.write_text('[{"kind": "cgroup", "dirs": [')  # damaged
     assert _python_s(_native_delete(native_only, state_root, "np1"))
     resources_path.write_text(resources)
     record_path.write_text(json.dumps({**record, "hooks": {"poststop": [{"path": "/bin/true"}]}}))
@@ -395,8 +398,19 @@ def test_native_delete_leaves_to_python_what_it_does_not_know(tmp_path: Path, st
     record_path.write_text(json.dumps(record))
     assert _python_s(_native_delete(native_only, state_root, "--force=true", "np1"))
     assert _python_s(_native_delete(native_only, state_root, "-f"))
-    # Nothing of that changed anything: the native delete still does the whole job.
+    # Nothing of that changed anything.
     assert cgroups_named("np1")
+    # Something in the state directory it cannot remove (a mount point): the record, which
+    # goes last, is still there for Python to find (the cgroups are gone already).
+    busy = state_root / "np1" / "busy"
+    busy.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(busy)], check=True)
+    try:
+        assert _python_s(_native_delete(native_only, state_root, "np1"))
+        assert record_path.exists() and json.loads(urunc(state_root, "state", "np1", check=True).stdout)
+    finally:
+        subprocess.run(["umount", str(busy)], check=True)
+    assert cgroups_named("np1") == []
     result = _native_delete(native_only, state_root, "np1")
     assert result.returncode == 0, result.stderr
-    assert cgroups_named("np1") == [] and leftovers(state_root) == []
+    assert leftovers(state_root) == []
