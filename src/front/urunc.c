@@ -330,6 +330,14 @@ static const char *status_of(int dfd, const struct record *r)
     return NULL;
 }
 
+/* The container's record, read under its lock (held until exit or exec): Python when
+ * there is none to read plainly. */
+static void locked_record(int dfd, struct record *r)
+{
+    if (flock(dfd, LOCK_EX) || !read_record(dfd, r))
+        python();
+}
+
 /* `state ID`, as Python's `urunc state` prints it (json indent 2). */
 static void native_state(int dfd, const char *id)
 {
@@ -415,11 +423,8 @@ static int signal_number(const char *text)
  * asks the guest to power off through QMP first), as is every error. */
 static void native_kill(int dfd, int sig)
 {
-    if (flock(dfd, LOCK_EX))
-        python();
     struct record r;
-    if (!read_record(dfd, &r))
-        python();
+    locked_record(dfd, &r);
     const char *state = status_of(dfd, &r);
     if (strcmp(state, "created") && strcmp(state, "running"))
         python(); /* not running: Python's error, or nothing to do for --all */
@@ -571,10 +576,9 @@ static int empty_dir(int dfd, const char *keep)
  * it finds done. */
 static void native_delete(int dfd, const char *dir)
 {
-    if (flock(dfd, LOCK_EX))
-        python();
     struct record r;
-    if (!read_record(dfd, &r) || strcmp(status_of(dfd, &r), "stopped") ||
+    locked_record(dfd, &r);
+    if (strcmp(status_of(dfd, &r), "stopped") ||
         (r.pid > 0 && alive(r.pid, r.start)) || (r.hooks.len && !span_is(r.hooks, "{}")))
         python(); /* (a record may say stopped while its PID lives: Python kills it first) */
     static struct cgroup_entry entries[MAX_ENTRIES];
@@ -725,6 +729,54 @@ static void create(int argc, char **argv, int command)
     python();
 }
 
+/* `start ID`: release the init through exec.fifo and wait until it has exec'd the monitor
+ * (EOF) or reported an error (bytes on the fifo). */
+static void native_start(int dfd, const char *id)
+{
+    if (!faccessat(dfd, "poststart", F_OK, 0))
+        python(); /* hooks to run */
+    struct record r;
+    locked_record(dfd, &r);
+    if (!span_is(r.status, "\"created\"") || r.pid <= 0 || !alive(r.pid, r.start))
+        python(); /* not a created one: Python says what it is */
+    long pid = r.pid;
+    unsigned long long start = r.start;
+    int fifo = openat(dfd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fifo < 0)
+        python(); /* started already */
+
+    char message[4000];
+    size_t used = 0;
+    long long deadline = now_ms() + START_TIMEOUT_MS;
+    for (;;) {
+        struct pollfd p = {.fd = fifo, .events = POLLIN};
+        int ready = poll(&p, 1, 50);
+        if (ready > 0) {
+            ssize_t got = read(fifo, message + used, sizeof message - 1 - used);
+            if (got > 0) {
+                used += (size_t)got;
+                if (used < sizeof message - 1)
+                    continue;
+            }
+            if (got < 0 && errno == EAGAIN)
+                continue;
+            break; /* EOF: the init exec'd the monitor (or died); or the message is full */
+        }
+        if (!alive(pid, start))
+            break;
+        if (now_ms() > deadline)
+            fail("container %s did not start within %ds", id, START_TIMEOUT_MS / 1000);
+    }
+    close(fifo);
+    unlinkat(dfd, "exec.fifo", 0);
+    message[used] = 0;
+    if (used)
+        fail("%s", message);
+    if (!alive(pid, start))
+        fail("container %s init exited before start", id);
+    exit(0);
+}
+
 int main(int argc, char **argv)
 {
     const char *root = "/run/urunc";
@@ -764,27 +816,27 @@ int main(int argc, char **argv)
         create(argc, argv, i);
     if (getenv("URUNC_TIMESTAMPS"))
         python();
-    int sig = 0, deleting = 0;
-    if (i < argc && !strcmp(argv[i], "kill")) { /* kill [--all|-a] ID [SIGNAL] */
+    const char *command = i < argc ? argv[i] : "", *id = NULL;
+    int sig = 0;
+    if (!strcmp(command, "kill")) { /* kill [--all|-a] ID [SIGNAL] */
         int at = i + 1;
         if (at < argc && (!strcmp(argv[at], "--all") || !strcmp(argv[at], "-a")))
             at++;
-        if (at >= argc || argc - at > 2 || argv[at][0] == '-' ||
-            (sig = at + 1 < argc ? signal_number(argv[at + 1]) : SIGTERM) < 0)
-            python();
-        i = at - 1; /* argv[i + 1] is the ID */
-    } else if (i < argc && !strcmp(argv[i], "delete")) { /* delete [--force|-f] ID */
-        if (i + 2 < argc && (!strcmp(argv[i + 1], "--force") || !strcmp(argv[i + 1], "-f")))
-            i++; /* a stopped container: the same either way */
-        deleting = 1;
-        if (i + 2 != argc)
-            python();
-    } else if (i + 2 != argc || (strcmp(argv[i], "start") && strcmp(argv[i], "state"))) {
-        python();
+        if (at < argc && argc - at <= 2 &&
+            (sig = at + 1 < argc ? signal_number(argv[at + 1]) : SIGTERM) > 0)
+            id = argv[at];
+    } else if (!strcmp(command, "delete")) { /* delete [--force|-f] ID: a stopped one, either way */
+        int at = i + 1;
+        if (at + 1 < argc && (!strcmp(argv[at], "--force") || !strcmp(argv[at], "-f")))
+            at++;
+        if (at + 1 == argc)
+            id = argv[at];
+    } else if (!strcmp(command, "start") || !strcmp(command, "state")) {
+        if (i + 2 == argc)
+            id = argv[i + 1];
     }
-    if (argv[i + 1][0] == '-' || !valid_id(argv[i + 1]))
-        python(); /* an option where the ID belongs: Python's parser says what is wrong */
-    const char *id = argv[i + 1];
+    if (!id || id[0] == '-' || !valid_id(id))
+        python(); /* another command, or an option where the ID belongs: Python's parser says */
 
     char dir[4096];
     if ((size_t)snprintf(dir, sizeof dir, "%s/%s", root, id) >= sizeof dir)
@@ -794,53 +846,11 @@ int main(int argc, char **argv)
         fail("container %s does not exist", id); /* ours or runc's: neither has it */
     if (dfd < 0)
         python();
-    if (sig)
+    if (!strcmp(command, "kill"))
         native_kill(dfd, sig);
-    if (deleting)
+    if (!strcmp(command, "delete"))
         native_delete(dfd, dir);
-    if (!strcmp(argv[i], "state"))
+    if (!strcmp(command, "state"))
         native_state(dfd, id);
-    if (!faccessat(dfd, "poststart", F_OK, 0))
-        python(); /* hooks to run */
-    if (flock(dfd, LOCK_EX))
-        python();
-    struct record r;
-    if (!read_record(dfd, &r) || !span_is(r.status, "\"created\"") || r.pid <= 0 || !alive(r.pid, r.start))
-        python(); /* runc's container, or not a created one: Python says what it is */
-    long pid = r.pid;
-    unsigned long long start = r.start;
-    int fifo = openat(dfd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fifo < 0)
-        python(); /* started already */
-
-    char message[4000];
-    size_t used = 0;
-    long long deadline = now_ms() + START_TIMEOUT_MS;
-    for (;;) {
-        struct pollfd p = {.fd = fifo, .events = POLLIN};
-        int ready = poll(&p, 1, 50);
-        if (ready > 0) {
-            ssize_t got = read(fifo, message + used, sizeof message - 1 - used);
-            if (got > 0) {
-                used += (size_t)got;
-                if (used < sizeof message - 1)
-                    continue;
-            }
-            if (got < 0 && errno == EAGAIN)
-                continue;
-            break; /* EOF: the init exec'd the monitor (or died); or the message is full */
-        }
-        if (!alive(pid, start))
-            break;
-        if (now_ms() > deadline)
-            fail("container %s did not start within %ds", id, START_TIMEOUT_MS / 1000);
-    }
-    close(fifo);
-    unlinkat(dfd, "exec.fifo", 0);
-    message[used] = 0;
-    if (used)
-        fail("%s", message);
-    if (!alive(pid, start))
-        fail("container %s init exited before start", id);
-    return 0;
+    native_start(dfd, id);
 }

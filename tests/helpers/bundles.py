@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,10 +25,14 @@ HELLO_ANNOTATIONS = {
 
 def base_spec(args: Sequence[str], *, annotations: dict[str, str] | None = None,
               namespaces: Sequence[dict[str, str]] | None = None, env: Sequence[str] | None = None,
-              terminal: bool = False) -> dict[str, object]:
+              terminal: bool = False, cgroups_path: str | None = None,
+              resources: dict[str, object] | None = None) -> dict[str, object]:
     """A config.json like containerd writes (trimmed to what a runtime reads)."""
     if namespaces is None:
         namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    linux: dict[str, object] = {"namespaces": list(namespaces), "resources": dict(resources or {})}
+    if cgroups_path is not None:
+        linux["cgroupsPath"] = cgroups_path
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -40,7 +45,7 @@ def base_spec(args: Sequence[str], *, annotations: dict[str, str] | None = None,
         "root": {"path": "rootfs"},
         "hostname": "urunc-test",
         "annotations": dict(annotations or {}),
-        "linux": {"namespaces": list(namespaces), "resources": {}},
+        "linux": linux,
     }
 
 
@@ -66,6 +71,25 @@ def urunc(root: Path, *args: str, check: bool = False, timeout: float = 30, **kw
     kwargs.setdefault("capture_output", True)
     return subprocess.run([URUNC, "--root", str(root), *args], text=True, check=check,
                           timeout=timeout, **kwargs)  # type: ignore[call-overload]
+
+
+def container_state(root: Path, cid: str) -> dict[str, object]:
+    """`urunc state ID`, parsed; it must succeed."""
+    result = urunc(root, "state", cid)
+    assert result.returncode == 0, result.stderr
+    state: dict[str, object] = json.loads(result.stdout)
+    return state
+
+
+def wait_status(root: Path, cid: str, wanted: str, timeout: float = 20) -> dict[str, object]:
+    """The container's state once its status is WANTED; fails after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = container_state(root, cid)
+        if state["status"] == wanted:
+            return state
+        assert time.monotonic() < deadline, f"container {cid} not {wanted} after {timeout}s: {state['status']}"
+        time.sleep(0.05)
 
 
 def cgroups_named(*names: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 DEAD = ("gone", "Z", "X")  # no process, a zombie waiting for its reaper, or one being reaped
@@ -15,6 +16,14 @@ def state_letter(pid: int) -> str:
     except OSError:
         return "gone"
     return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    """Whether PID is dead (gone, or a zombie) within TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while state_letter(pid) not in DEAD and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return state_letter(pid) in DEAD
 
 
 def cmdline_of(pid: int | str) -> list[str]:

@@ -8,7 +8,6 @@ tests/unit/test_cgroups.py on a fake tree.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import URUNC, hello_bundle, leftovers, urunc
+from tests.helpers.bundles import URUNC, container_state, create, hello_bundle, leftovers, urunc
 
 CG = Path("/sys/fs/cgroup")
 MIB = 1024 * 1024
@@ -30,20 +29,17 @@ def _v1() -> bool:
 @pytest.mark.skipif(not _v1(), reason="checks the v1 layout (this machine's)")
 def test_monitor_is_placed_limited_and_cgroup_removed_at_delete(tmp_path: Path, state_root: Path) -> None:
     cid = f"cg-{time.monotonic_ns()}"
-    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"))
-    spec = json.loads((bundle / "config.json").read_text())
-    spec["linux"]["cgroupsPath"] = f"/urunc-test/{cid}"
-    spec["linux"]["resources"] = {"memory": {"limit": 128 * MIB},
-                                  "cpu": {"quota": 50000, "period": 100000}, "pids": {"limit": 64}}
-    (bundle / "config.json").write_text(json.dumps(spec))
-    out = open(tmp_path / "out", "wb")  # noqa: SIM115
-    assert urunc(state_root, "create", "--bundle", str(bundle), cid, stdout=out, stderr=out,
-                 capture_output=False).returncode == 0
+    resources = {"memory": {"limit": 128 * MIB}, "cpu": {"quota": 50000, "period": 100000},
+                 "pids": {"limit": 64}}
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"), cgroups_path=f"/urunc-test/{cid}",
+                          resources=resources)
+    code, text = create(state_root, bundle, cid)
+    assert code == 0, text
     try:
         assert urunc(state_root, "start", cid).returncode == 0
-        pid = json.loads(urunc(state_root, "state", cid, check=True).stdout)["pid"]
+        pid = container_state(state_root, cid)["pid"]
         deadline = time.monotonic() + 20
-        while b"waiting" not in (tmp_path / "out").read_bytes():
+        while b"waiting" not in (bundle / "console.log").read_bytes():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         leaf = f"/urunc-test/{cid}"
@@ -66,15 +62,14 @@ def test_monitor_is_placed_limited_and_cgroup_removed_at_delete(tmp_path: Path, 
 @pytest.mark.skipif(not _v1(), reason="checks the v1 layout (this machine's)")
 def test_systemd_style_path_maps_to_a_scope(tmp_path: Path, state_root: Path) -> None:
     cid = f"cgs-{time.monotonic_ns()}"
-    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"))
-    spec = json.loads((bundle / "config.json").read_text())
-    spec["linux"]["cgroupsPath"] = f"urunctest-sub.slice:urunc:{cid}"
-    (bundle / "config.json").write_text(json.dumps(spec))
-    r = urunc(state_root, "--systemd-cgroup", "create", "--bundle", str(bundle), cid,
-              stdout=open(tmp_path / "out", "wb"), stderr=None, capture_output=False)  # noqa: SIM115
-    assert r.returncode == 0
+    bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"),
+                          cgroups_path=f"urunctest-sub.slice:urunc:{cid}")
+    with open(tmp_path / "out", "wb") as out:
+        r = urunc(state_root, "--systemd-cgroup", "create", "--bundle", str(bundle), cid,
+                  stdout=out, stderr=out, capture_output=False)
+    assert r.returncode == 0, (tmp_path / "out").read_text()
     try:
-        pid = json.loads(urunc(state_root, "state", cid, check=True).stdout)["pid"]
+        pid = container_state(state_root, cid)["pid"]
         text = Path(f"/proc/{pid}/cgroup").read_text()
         assert f":memory:/urunctest.slice/urunctest-sub.slice/urunc-{cid}.scope\n" in text
     finally:
@@ -99,36 +94,30 @@ def pure_v2() -> Iterator[int]:
 
 def test_a_pure_v2_host_puts_the_monitor_in_the_unified_hierarchy(tmp_path: Path, state_root: Path,
                                                                    pure_v2: int) -> None:
-    from tests.helpers.procs import DEAD, state_letter
+    from tests.helpers.procs import wait_gone
 
     unified = Path(f"/proc/{pure_v2}/root/sys/fs/cgroup")
     parent = f"urunc-v2-{os.getpid()}"
 
-    def run(*args: str, out: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-        sink = open(out, "ab") if out else subprocess.DEVNULL  # noqa: SIM115 - closed below
-        try:
+    log = tmp_path / "out"  # every command's output and the guests' (an init keeps what it inherits)
+
+    def run(*args: str) -> int:
+        with open(log, "ab") as sink:
             return subprocess.run(["nsenter", "-t", str(pure_v2), "-m", "--", URUNC, "--root", str(state_root),
-                                   *args], stdin=subprocess.DEVNULL, stdout=sink,
-                                  stderr=sink if out else subprocess.PIPE, timeout=60, check=False)
-        finally:
-            if out:
-                sink.close()  # type: ignore[union-attr]
+                                   *args], stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, timeout=60,
+                                  check=False).returncode
 
     def pid_of(cid: str) -> int:
-        return int(json.loads(urunc(state_root, "state", cid, check=True).stdout)["pid"])
+        return int(container_state(state_root, cid)["pid"])
 
     cids = ("v2a", "v2b")
     for cid in cids:
-        bundle = hello_bundle(tmp_path / cid, args=("hello", "wait"))
-        spec = json.loads((bundle / "config.json").read_text())
-        spec["linux"]["cgroupsPath"] = f"/{parent}/{cid}"
-        (bundle / "config.json").write_text(json.dumps(spec))
-        result = run("create", "--bundle", str(bundle), cid, out=tmp_path / f"{cid}.out")
-        assert result.returncode == 0, (tmp_path / f"{cid}.out").read_text()
+        bundle = hello_bundle(tmp_path / cid, args=("hello", "wait"), cgroups_path=f"/{parent}/{cid}")
+        assert run("create", "--bundle", str(bundle), cid) == 0, log.read_text()
     try:
-        assert run("start", "v2a").returncode == 0
+        assert run("start", "v2a") == 0, log.read_text()
         deadline = time.monotonic() + 30
-        while b"waiting" not in (tmp_path / "v2a.out").read_bytes():
+        while b"waiting" not in log.read_bytes():  # only v2a is started
             assert time.monotonic() < deadline
             time.sleep(0.05)
         for cid in cids:  # the monitor (v2a) and a waiting init (v2b), each in its own
@@ -139,16 +128,12 @@ def test_a_pure_v2_host_puts_the_monitor_in_the_unified_hierarchy(tmp_path: Path
         assert [d for d in CG.glob(f"*/{parent}") if d.parent.name != "unified"] == []
         # Python's delete --force of a created container (kill, then release), then the
         # native delete of a stopped one, which also removes the parent v2a made.
-        assert run("delete", "--force", "v2b").returncode == 0
+        assert run("delete", "--force", "v2b") == 0, log.read_text()
         assert not (unified / parent / "v2b").exists() and (unified / parent / "v2a").exists()
         pid = pid_of("v2a")
-        assert run("kill", "v2a", "KILL").returncode == 0
-        deadline = time.monotonic() + 10
-        while state_letter(pid) not in DEAD:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        result = run("delete", "v2a")
-        assert result.returncode == 0, result.stderr
+        assert run("kill", "v2a", "KILL") == 0, log.read_text()
+        assert wait_gone(pid)
+        assert run("delete", "v2a") == 0, log.read_text()
         assert not (unified / parent).exists()
     finally:
         for cid in cids:

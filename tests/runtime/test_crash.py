@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import REPO, cgroups_named, hello_bundle, leftovers, urunc
+from tests.helpers.bundles import REPO, cgroups_named, container_state, hello_bundle, leftovers, urunc, wait_status
 from tests.helpers.netns import Netns
 from tests.helpers.procs import processes_naming, state_letter
 
@@ -50,9 +50,7 @@ def assert_nothing_left(root: Path, *, fds: list[str] | None = None, ids: tuple[
 
 
 def _status(root: Path, cid: str) -> str:
-    result = urunc(root, "state", cid)
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["status"])
+    return str(container_state(root, cid)["status"])
 
 
 @pytest.fixture
@@ -230,7 +228,7 @@ def test_an_init_whose_pid_was_never_recorded_does_not_outlive_create(tmp_path: 
 
 def test_delete_force_with_a_corrupt_state_file_kills_the_init(state_root: Path, bundle: Path) -> None:
     assert create(state_root, bundle, "c1").returncode == 0
-    pid = json.loads(urunc(state_root, "state", "c1").stdout)["pid"]
+    pid = container_state(state_root, "c1")["pid"]
     state_file = state_root / "c1" / "urunc-state.json"
     data = state_file.read_bytes()
     state_file.write_bytes(data[: len(data) // 2])
@@ -264,10 +262,7 @@ def test_a_monitor_that_dies_at_start_leaves_nothing(state_root: Path, bundle: P
         assert urunc(state_root, "create", "--bundle", str(bundle), "d1", stdin=subprocess.DEVNULL,
                      stdout=err, stderr=err, capture_output=False).returncode == 0
     urunc(state_root, "start", "d1")  # may fail (QEMU already gone) or succeed (not yet)
-    deadline = time.monotonic() + 10
-    while _status(state_root, "d1") != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_status(state_root, "d1", "stopped", 10)
     assert b"qemu: invalid kernel header" in err_file.read_bytes()  # QEMU said why, on the container's stderr
     result = urunc(state_root, "delete", "d1")
     assert result.returncode == 0, result.stderr
@@ -392,7 +387,7 @@ def test_a_hundred_lifecycles_leak_nothing(state_root: Path, tmp_path: Path, net
             cid = f"cycle{i}-{run_tag}"
             result = create(state_root, bundle, cid)
             assert result.returncode == 0, result.stderr
-            reaper.watch(json.loads(urunc(state_root, "state", cid).stdout)["pid"])
+            reaper.watch(container_state(state_root, cid)["pid"])
             for argv in (("start", cid), ("kill", cid, "KILL"), ("delete", "--force", cid)):
                 result = urunc(state_root, *argv)
                 assert result.returncode == 0, (argv, result.stderr)
@@ -423,9 +418,9 @@ def test_twenty_concurrent_containers_leak_nothing(state_root: Path, tmp_path: P
     with ShimLikeReaper() as reaper, ThreadPoolExecutor(max_workers=20) as pool:
         list(pool.map(make, ids))
         for cid in ids:
-            reaper.watch(json.loads(urunc(state_root, "state", cid).stdout)["pid"])
+            reaper.watch(container_state(state_root, cid)["pid"])
         list(pool.map(lambda cid: run("start", cid), ids))
-        pids = [json.loads(urunc(state_root, "state", cid).stdout)["pid"] for cid in ids]
+        pids = [container_state(state_root, cid)["pid"] for cid in ids]
         assert len(set(pids)) == 20
         assert all(_status(state_root, cid) == "running" for cid in ids)
         assert all(os.readlink(f"/proc/{pid}/exe").endswith("qemu-system-x86_64") for pid in pids)

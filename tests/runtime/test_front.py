@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import HELLO_ANNOTATIONS, REPO, URUNC, create, hello_bundle, leftovers, urunc
+from tests.helpers.bundles import (
+    HELLO_ANNOTATIONS,
+    REPO,
+    URUNC,
+    container_state,
+    create,
+    hello_bundle,
+    leftovers,
+    urunc,
+)
+from tests.helpers.procs import wait_gone
 
 
 def test_urunc_is_the_native_front_and_python_answers_the_rest(state_root: Path) -> None:
@@ -56,7 +66,7 @@ def test_a_start_error_reaches_stderr_and_the_json_log(tmp_path: Path, state_roo
     assert str(monitor) in started.stderr
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and str(monitor) in entry["msg"] and entry["time"].endswith("Z")
-    assert json.loads(urunc(state_root, "state", "f1", check=True).stdout)["status"] == "stopped"
+    assert container_state(state_root, "f1")["status"] == "stopped"
     urunc(state_root, "delete", "f1", check=True)
     assert leftovers(state_root) == []
 
@@ -83,7 +93,7 @@ def test_create_starts_the_init_alongside_and_never_leaves_an_unused_one(tmp_pat
                           namespaces=[{"type": t} for t in ("ipc", "uts", "mount")])
     code, text = create(state_root, bundle, "pw1")
     assert code == 0, text
-    pid = json.loads(urunc(state_root, "state", "pw1", check=True).stdout)["pid"]
+    pid = container_state(state_root, "pw1")["pid"]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert any(arg.endswith(b"/urunc-init") for arg in argv), argv
     urunc(state_root, "delete", "--force", "pw1", check=True)
@@ -91,7 +101,7 @@ def test_create_starts_the_init_alongside_and_never_leaves_an_unused_one(tmp_pat
     in_pidns = hello_bundle(tmp_path / "p", args=("hello", "wait"))
     code, text = create(state_root, in_pidns, "pw3")
     assert code == 0, text
-    pid = json.loads(urunc(state_root, "state", "pw3", check=True).stdout)["pid"]
+    pid = container_state(state_root, "pw3")["pid"]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert any(arg.endswith(b"/urunc-init") for arg in argv), argv
     nspid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("NSpid:"))
@@ -117,6 +127,12 @@ def native_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _run(front: Path | str, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """FRONT (a urunc binary or entry script) with its own --root, output captured."""
+    return subprocess.run([str(front), "--root", str(root), *args], capture_output=True, text=True,
+                          check=False, timeout=30)
+
+
 def _python_s(result: subprocess.CompletedProcess[str]) -> bool:
     """Whether NATIVE_ONLY handed the command on (to a Python it does not have)."""
     return result.returncode == 1 and "cannot run /nonexistent/urunc-py" in result.stderr
@@ -127,10 +143,10 @@ def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, 
     lib = Path(URUNC).resolve().parent.parent / "lib" / "urunc"
 
     def both(cid: str, native_answers: bool = True) -> tuple[str, str]:
-        native = subprocess.run([str(native_only), "--root", str(state_root), "state", cid],
-                                capture_output=True, text=True, check=False)
-        python = subprocess.run([str(lib / "urunc-py"), "--root", str(state_root), "state", cid],
-                                capture_output=True, text=True, check=True).stdout
+        native = _run(native_only, state_root, "state", cid)
+        python_run = _run(lib / "urunc-py", state_root, "state", cid)
+        assert python_run.returncode == 0, python_run.stderr
+        python = python_run.stdout
         if not native_answers:
             assert _python_s(native)
             return python, python
@@ -175,8 +191,7 @@ def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, 
     for cid in ("st1", "st2"):
         urunc(state_root, "delete", "--force", cid, check=True)
     for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word
-        missing = subprocess.run([front, "--root", str(state_root), "state", "st1"],
-                                 capture_output=True, text=True, check=False)
+        missing = _run(front, state_root, "state", "st1")
         assert (missing.returncode, missing.stderr) == (1, "urunc: container st1 does not exist\n")
 
 
@@ -197,7 +212,7 @@ def test_create_in_a_joined_pid_namespace_takes_the_two_process_path(tmp_path: P
         bundle = hello_bundle(tmp_path / "b", namespaces=namespaces)
         code, text = create(state_root, bundle, "jp1")
         assert code == 0, text
-        pid = json.loads(urunc(state_root, "state", "jp1", check=True).stdout)["pid"]
+        pid = container_state(state_root, "jp1")["pid"]
         assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{inner}/ns/pid")
         urunc(state_root, "start", "jp1", check=True)
         deadline = time.monotonic() + 30
@@ -223,24 +238,10 @@ def test_a_bundle_the_front_end_took_for_a_unikernel_still_goes_to_runc(tmp_path
     code, text = create(state_root, bundle, "rc1")
     assert code == 0, text
     assert (state_root / "rc1" / "state.json").exists()  # runc's record, not ours
-    state = json.loads(urunc(state_root, "state", "rc1", check=True).stdout)
+    state = container_state(state_root, "rc1")
     assert state["status"] == "created"
     assert Path(f"/proc/{state['pid']}/cmdline").read_bytes().startswith(b"runc")
     urunc(state_root, "delete", "--force", "rc1", check=True)
-
-
-def _native_kill(front: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(front), "--root", str(root), "kill", *args],
-                          capture_output=True, text=True, check=False, timeout=30)
-
-
-def _wait_gone(pid: int) -> bool:
-    from tests.helpers.procs import DEAD, state_letter
-
-    deadline = time.monotonic() + 10
-    while state_letter(pid) not in DEAD and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return state_letter(pid) in DEAD
 
 
 def test_native_kill_signals_created_and_running_containers(tmp_path: Path, state_root: Path,
@@ -250,25 +251,25 @@ def test_native_kill_signals_created_and_running_containers(tmp_path: Path, stat
     assert create(state_root, bundle, "nk2")[0] == 0
     urunc(state_root, "start", "nk2", check=True)
     for cid, args in (("nk1", ("nk1", "sigkill")), ("nk2", ("--all", "nk2", "9"))):
-        pid = json.loads(urunc(state_root, "state", cid, check=True).stdout)["pid"]
-        result = _native_kill(native_only, state_root, *args)
+        pid = container_state(state_root, cid)["pid"]
+        result = _run(native_only, state_root, "kill", *args)
         assert result.returncode == 0, result.stderr
-        assert _wait_gone(pid)
-        assert json.loads(urunc(state_root, "state", cid, check=True).stdout)["status"] == "stopped"
+        assert wait_gone(pid)
+        assert container_state(state_root, cid)["status"] == "stopped"
     # What the front end leaves to Python, and Python's answers.
-    assert _python_s(_native_kill(native_only, state_root, "nk1", "KILL"))  # stopped: an error
-    stopped = _native_kill(Path(URUNC), state_root, "nk1", "KILL")
+    assert _python_s(_run(native_only, state_root, "kill", "nk1", "KILL"))  # stopped: an error
+    stopped = _run(URUNC, state_root, "kill", "nk1", "KILL")
     assert (stopped.returncode, stopped.stderr) == (1, "urunc: container nk1 is not running: it is stopped\n")
-    assert _native_kill(Path(URUNC), state_root, "--all", "nk1", "KILL").returncode == 0  # runc's rule
+    assert _run(URUNC, state_root, "kill", "--all", "nk1", "KILL").returncode == 0  # runc's rule
     assert create(state_root, bundle, "nk3")[0] == 0
     for args in (("nk3", "NOPE"), ("nk3", "RTMIN+1"), ("nk3", "0"), ("nk3", "KILL", "x"), ("nk3", "--all=true")):
-        assert _python_s(_native_kill(native_only, state_root, *args)), args
-    bad = _native_kill(Path(URUNC), state_root, "nk3", "NOPE")
+        assert _python_s(_run(native_only, state_root, "kill", *args)), args
+    bad = _run(URUNC, state_root, "kill", "nk3", "NOPE")
     assert (bad.returncode, bad.stderr) == (2, "urunc: invalid signal NOPE\n")  # a usage error
     urunc(state_root, "start", "nk3", check=True)
-    assert _python_s(_native_kill(native_only, state_root, "nk3"))  # SIGTERM: QMP power-off first
+    assert _python_s(_run(native_only, state_root, "kill", "nk3"))  # SIGTERM: QMP power-off first
     for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word
-        missing = _native_kill(Path(front), state_root, "nk9", "KILL")
+        missing = _run(front, state_root, "kill", "nk9", "KILL")
         assert (missing.returncode, missing.stderr) == (1, "urunc: container nk9 does not exist\n")
     for cid in ("nk1", "nk2", "nk3"):
         urunc(state_root, "delete", "--force", cid, check=True)
@@ -305,7 +306,7 @@ def test_native_kill_reads_signal_names_as_python_does(tmp_path: Path, state_roo
         names = [n for n in proc._SIGNALS if n not in ("KILL", "STOP")]
         for text in [*names, *(f"SIG{n}" for n in names), *(f"sig{n.lower()}" for n in names),
                      *(str(n) for n in range(1, 65) if n not in (9, 19, 32, 33))]:
-            result = _native_kill(native_only, state_root, "nn1", text)
+            result = _run(native_only, state_root, "kill", "nn1", text)
             assert result.returncode == 0, (text, result.stderr)
             assert catcher.stdout.readline() == f"{proc.parse_signal(text)}\n", text
     finally:
@@ -316,22 +317,10 @@ def test_native_kill_reads_signal_names_as_python_does(tmp_path: Path, state_roo
     assert leftovers(state_root) == []
 
 
-def _with_cgroups_path(bundle: Path, path: str) -> Path:
-    spec = json.loads((bundle / "config.json").read_text())
-    spec["linux"]["cgroupsPath"] = path
-    (bundle / "config.json").write_text(json.dumps(spec))
-    return bundle
-
-
-def _native_delete(front: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(front), "--root", str(root), "delete", *args],
-                          capture_output=True, text=True, check=False, timeout=30)
-
-
 def _stop(root: Path, cid: str) -> None:
-    pid = json.loads(urunc(root, "state", cid, check=True).stdout)["pid"]
+    pid = container_state(root, cid)["pid"]
     urunc(root, "kill", cid, "KILL", check=True)
-    assert _wait_gone(pid)
+    assert isinstance(pid, int) and wait_gone(pid)
 
 
 def test_native_delete_removes_a_stopped_container_s_cgroups_and_state(tmp_path: Path, state_root: Path,
@@ -342,17 +331,17 @@ def test_native_delete_removes_a_stopped_container_s_cgroups_and_state(tmp_path:
     # Two containers under one new parent cgroup, made by the first: deleting the first leaves
     # the parent, still busy with the second (an ancestor may stay; a container's own may not).
     for cid in ("nd1", "nd2"):
-        bundle = _with_cgroups_path(hello_bundle(tmp_path / cid, args=("hello", "wait")), f"/{parent}/{cid}")
+        bundle = hello_bundle(tmp_path / cid, args=("hello", "wait"), cgroups_path=f"/{parent}/{cid}")
         assert create(state_root, bundle, cid)[0] == 0
     urunc(state_root, "start", "nd1", check=True)
     assert cgroups_named("nd1", "nd2", parent)
     for cid in ("nd1", "nd2"):  # running, then created: both stopped by a SIGKILL
         _stop(state_root, cid)
-    result = _native_delete(native_only, state_root, "nd1")
+    result = _run(native_only, state_root, "delete", "nd1")
     assert result.returncode == 0, result.stderr
     assert cgroups_named("nd1") == [] and cgroups_named(parent)  # nd2 still in the parent
     assert not (state_root / "nd1").exists()
-    result = _native_delete(native_only, state_root, "-f", "nd2")
+    result = _run(native_only, state_root, "delete", "-f", "nd2")
     assert result.returncode == 0, result.stderr
     assert cgroups_named("nd2") == []
     # nd1 made the parent and could not remove it then; nd2 did not make it, so it leaves it
@@ -361,7 +350,7 @@ def test_native_delete_removes_a_stopped_container_s_cgroups_and_state(tmp_path:
         os.rmdir(directory)
     assert leftovers(state_root) == []
     for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word
-        missing = _native_delete(Path(front), state_root, "nd1")
+        missing = _run(front, state_root, "delete", "nd1")
         assert (missing.returncode, missing.stderr) == (1, "urunc: container nd1 does not exist\n")
 
 
@@ -372,13 +361,13 @@ def test_native_delete_leaves_to_python_what_it_does_not_know(tmp_path: Path, st
     bundle = hello_bundle(tmp_path / "b", args=("hello", "wait"))
     assert create(state_root, bundle, "np1")[0] == 0
     urunc(state_root, "start", "np1", check=True)
-    assert _python_s(_native_delete(native_only, state_root, "np1"))  # running
-    assert _python_s(_native_delete(native_only, state_root, "--force", "np1"))  # running: kill first
+    assert _python_s(_run(native_only, state_root, "delete", "np1"))  # running
+    assert _python_s(_run(native_only, state_root, "delete", "--force", "np1"))  # running: kill first
     # A record that says stopped while its monitor lives: Python kills the monitor first.
     record_path = state_root / "np1" / "urunc-state.json"
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({**record, "status": "stopped"}))
-    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    assert _python_s(_run(native_only, state_root, "delete", "np1"))
     assert (state_root / "np1").exists()
     assert Path(f"/proc/{record['pid']}").exists()
     record_path.write_text(json.dumps(record))
@@ -389,15 +378,15 @@ def test_native_delete_leaves_to_python_what_it_does_not_know(tmp_path: Path, st
     resources = resources_path.read_text()
     resources_path.write_text(json.dumps([{"kind": "tap", "netns": "", "name": "tap0_x"},
                                           *json.loads(resources)]))
-    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    assert _python_s(_run(native_only, state_root, "delete", "np1"))
     resources_path.write_text('[{"kind": "cgroup", "dirs": [')  # damaged
-    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    assert _python_s(_run(native_only, state_root, "delete", "np1"))
     resources_path.write_text(resources)
     record_path.write_text(json.dumps({**record, "hooks": {"poststop": [{"path": "/bin/true"}]}}))
-    assert _python_s(_native_delete(native_only, state_root, "np1"))
+    assert _python_s(_run(native_only, state_root, "delete", "np1"))
     record_path.write_text(json.dumps(record))
-    assert _python_s(_native_delete(native_only, state_root, "--force=true", "np1"))
-    assert _python_s(_native_delete(native_only, state_root, "-f"))
+    assert _python_s(_run(native_only, state_root, "delete", "--force=true", "np1"))
+    assert _python_s(_run(native_only, state_root, "delete", "-f"))
     # Nothing of that changed anything.
     assert cgroups_named("np1")
     # Something in the state directory it cannot remove (a mount point): the record, which
@@ -406,11 +395,11 @@ def test_native_delete_leaves_to_python_what_it_does_not_know(tmp_path: Path, st
     busy.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "none", str(busy)], check=True)
     try:
-        assert _python_s(_native_delete(native_only, state_root, "np1"))
-        assert record_path.exists() and json.loads(urunc(state_root, "state", "np1", check=True).stdout)
+        assert _python_s(_run(native_only, state_root, "delete", "np1"))
+        assert record_path.exists() and container_state(state_root, "np1")
     finally:
         subprocess.run(["umount", str(busy)], check=True)
     assert cgroups_named("np1") == []
-    result = _native_delete(native_only, state_root, "np1")
+    result = _run(native_only, state_root, "delete", "np1")
     assert result.returncode == 0, result.stderr
     assert leftovers(state_root) == []

@@ -10,22 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import URUNC, create, hello_bundle, leftovers, urunc
+from tests.helpers.bundles import URUNC, container_state, create, hello_bundle, leftovers, urunc, wait_status
 from tests.helpers.procs import DEAD, cmdline_of, state_letter
-
-
-def _state(root: Path, cid: str) -> dict[str, object]:
-    result = urunc(root, "state", cid, check=True)
-    return json.loads(result.stdout)
-
-
-def _wait_status(root: Path, cid: str, status: str, timeout: float = 20) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = _state(root, cid)
-        if state["status"] == status or time.monotonic() > deadline:
-            return state
-        time.sleep(0.05)
 
 
 def test_create_start_delete_runs_the_guest_and_leaves_nothing(tmp_path: Path, state_root: Path) -> None:
@@ -35,13 +21,13 @@ def test_create_start_delete_runs_the_guest_and_leaves_nothing(tmp_path: Path, s
     code, text = create(state_root, bundle, "c1", "--pid-file", str(bundle / "init.pid"), console=out)
     assert code == 0, text
     pid = int((bundle / "init.pid").read_text())
-    state = _state(state_root, "c1")
+    state = container_state(state_root, "c1")
     assert state["status"] == "created"
     assert state["pid"] == pid
     assert state["bundle"] == str(bundle)
     assert state["annotations"]["com.urunc.unikernel.unikernelType"] == "unikraft"  # type: ignore[index]
     assert urunc(state_root, "start", "c1").returncode == 0
-    state = _wait_status(state_root, "c1", "stopped")
+    state = wait_status(state_root, "c1", "stopped")
     assert state["status"] == "stopped"
     text = out.read_text()
     assert "argv[0]=<hello>\nargv[1]=<a>\nargv[2]=<b c>\nargv[3]=<-->\nargv[4]=<q\"uote>\n" in text
@@ -67,7 +53,7 @@ def test_the_container_pid_is_the_monitor_and_gets_no_inherited_descriptor(
     pid = int((bundle / "pid").read_text())
     exe = os.readlink(f"/proc/{pid}/exe")
     assert exe.endswith("qemu-system-x86_64"), exe
-    assert _state(state_root, "c2")["status"] == "running"
+    assert container_state(state_root, "c2")["status"] == "running"
     assert f"pipe:[{leaked_inode}]" not in _fd_targets(pid)
     ps = urunc(state_root, "ps", "--format", "json", "c2", check=True)
     assert json.loads(ps.stdout) == [pid]
@@ -77,7 +63,7 @@ def test_the_container_pid_is_the_monitor_and_gets_no_inherited_descriptor(
     assert pythons == []
     os.close(leak_r)
     urunc(state_root, "kill", "c2", "KILL", check=True)
-    assert _wait_status(state_root, "c2", "stopped")["status"] == "stopped"
+    assert wait_status(state_root, "c2", "stopped")["status"] == "stopped"
     assert json.loads(urunc(state_root, "ps", "--format", "json", "c2", check=True).stdout) == []
     urunc(state_root, "delete", "c2", check=True)
     assert leftovers(state_root) == []
@@ -104,7 +90,7 @@ def test_state_machine_refuses_wrong_state_commands(tmp_path: Path, state_root: 
     assert twice.returncode != 0 and "cannot start container c3: it is running" in twice.stderr
     busy = urunc(state_root, "delete", "c3")
     assert busy.returncode != 0 and "not stopped" in busy.stderr
-    assert _state(state_root, "c3")["status"] == "running"
+    assert container_state(state_root, "c3")["status"] == "running"
     urunc(state_root, "delete", "--force", "c3", check=True)
     assert leftovers(state_root) == []
     for command in (["state", "c3"], ["start", "c3"], ["kill", "c3", "9"], ["delete", "c3"],
@@ -121,9 +107,9 @@ def test_kill_takes_signal_names_and_numbers_and_rejects_bad_ones(tmp_path: Path
     bad = urunc(state_root, "kill", "c4", "SIGNOPE")
     assert bad.returncode != 0 and "invalid signal SIGNOPE" in bad.stderr
     assert urunc(state_root, "kill", "c4", "0").returncode != 0
-    assert _state(state_root, "c4")["status"] == "running"
+    assert container_state(state_root, "c4")["status"] == "running"
     assert urunc(state_root, "kill", "--all", "c4", "SIGKILL").returncode == 0
-    assert _wait_status(state_root, "c4", "stopped")["status"] == "stopped"
+    assert wait_status(state_root, "c4", "stopped")["status"] == "stopped"
     stopped = urunc(state_root, "kill", "c4", "9")
     assert stopped.returncode != 0 and "not running" in stopped.stderr
     urunc(state_root, "delete", "c4", check=True)
@@ -223,5 +209,5 @@ def test_console_socket_receives_a_pty_that_carries_the_guest_console(tmp_path: 
         output += chunk
     os.close(master)
     assert b"argv[1]=<tty>" in output
-    _wait_status(state_root, "c10", "stopped")
+    wait_status(state_root, "c10", "stopped")
     urunc(state_root, "delete", "c10", check=True)

@@ -13,12 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import URUNC, create, hello_bundle, urunc
+from tests.helpers.bundles import URUNC, create, hello_bundle, urunc, wait_status
 from tests.helpers.netns import GUEST_IP, PEER_IP, Netns, sh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +140,7 @@ def test_no_eth0_boots_without_network(tmp_path: Path, state_root: Path) -> None
         before = ns.snapshot()
         bundle = serve_bundle(tmp_path / "b", ns.path, args=("hello", "x"))
         assert run(state_root, bundle, "bare").returncode == 0
-        _wait_stopped(state_root, "bare")
+        wait_status(state_root, "bare", "stopped", 30)
         console = (bundle / "console.log").read_text()
         assert "argv[1]=<x>" in console and "net=<" not in console
         assert [r for r in resources(state_root, "bare") if r["kind"] == "tap"] == []
@@ -162,20 +161,13 @@ def test_host_networking_attaches_nothing_to_the_host_and_warns(tmp_path: Path, 
                               stdout=sink, stderr=sink, timeout=30, check=False).returncode
     assert code == 0
     assert urunc(state_root, "start", "host").returncode == 0
-    _wait_stopped(state_root, "host")
+    wait_status(state_root, "host", "stopped", 30)
     assert "net=<" not in (bundle / "console.log").read_text()
     warnings = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(w["level"] == "warning" and "host networking" in w["msg"] for w in warnings)
     assert sh("ip", "-o", "link", "show") == host_links
     assert sh("tc", "qdisc", "show") == host_qdiscs
     assert urunc(state_root, "delete", "host").returncode == 0
-
-
-def _wait_stopped(root: Path, cid: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while json.loads(urunc(root, "state", cid, check=True).stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline, f"{cid} did not stop"
-        time.sleep(0.05)
 
 
 FAIL_HALFWAY = r"""

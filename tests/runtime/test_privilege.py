@@ -14,7 +14,7 @@ import stat
 import time
 from pathlib import Path
 
-from tests.helpers.bundles import hello_bundle, urunc
+from tests.helpers.bundles import container_state, hello_bundle, urunc
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -40,7 +40,7 @@ def _run_waiting(tmp_path: Path, root: Path, cid: str, edit) -> int:  # type: ig
     while b"waiting" not in (tmp_path / f"{cid}.out").read_bytes():
         assert time.monotonic() < deadline, (tmp_path / f"{cid}.out").read_text()
         time.sleep(0.05)
-    return int(json.loads(urunc(root, "state", cid, check=True).stdout)["pid"])
+    return int(container_state(root, cid)["pid"])
 
 
 def test_monitor_runs_as_the_spec_user_without_privileges(tmp_path: Path, state_root: Path) -> None:

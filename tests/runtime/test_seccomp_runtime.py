@@ -15,18 +15,16 @@ line and argv, then tries socket(AF_INET): the filter must kill it there.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import base_spec, create, urunc, write_spec
+from tests.helpers.bundles import base_spec, create, urunc, wait_status, write_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from _plans import elf_with_note, manifest_desc  # noqa: E402
@@ -325,10 +323,7 @@ def _run_to_exit(tmp_path: Path, state_root: Path, probe: Path, monitor: str) ->
         assert code == 0, out
         started = urunc(state_root, "start", cid)
         assert started.returncode == 0, started.stderr
-        deadline = time.monotonic() + 20
-        while json.loads(urunc(state_root, "state", cid, check=True).stdout)["status"] != "stopped":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_status(state_root, cid, "stopped", 20)
         return (bundle / "console.log").read_text()
     finally:
         del os.environ["URUNC_CONFIG"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bundles import hello_bundle, urunc
+from tests.helpers.bundles import container_state, hello_bundle, urunc, wait_status
 from tests.helpers.procs import processes_naming, state_letter
 
 GRACE = 2
@@ -91,20 +91,14 @@ def acpi_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _status(root: Path, cid: str) -> str:
-    import json
-
-    result = urunc(root, "state", cid)
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["status"])
+    return str(container_state(root, cid)["status"])
 
 
 def _wait_status(root: Path, cid: str, wanted: str, timeout: float) -> float:
+    """Seconds until the container's status is WANTED (at most TIMEOUT)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if _status(root, cid) == wanted:
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"container {cid} not {wanted} after {timeout}s: {_status(root, cid)}")
+    wait_status(root, cid, wanted, timeout)
+    return time.monotonic() - start
 
 
 class Running:
