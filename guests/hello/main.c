@@ -6,12 +6,20 @@
 
 #define MULTIBOOT_LOADER_MAGIC 0x2BADB002
 #define MULTIBOOT_INFO_CMDLINE (1u << 2)
+#define MULTIBOOT_INFO_MODS (1u << 3)
+#define MODULE_SHOWN 64
 
 struct multiboot_info {
     uint32_t flags;
     uint32_t mem_lower, mem_upper;
     uint32_t boot_device;
     uint32_t cmdline;
+    uint32_t mods_count, mods_addr;
+};
+
+struct multiboot_module {
+    uint32_t mod_start, mod_end;
+    uint32_t string, reserved;
 };
 
 static char cmdline_buf[8192];
@@ -43,6 +51,32 @@ static void copy_cmdline(uint32_t magic, const struct multiboot_info *mbi)
     cmdline_buf[n] = '\0';
 }
 
+/* Each module the loader gave (QEMU's -initrd): its size and its first line, so that
+ * tests can see exactly which files reached the guest. */
+static void put_modules(uint32_t magic, const struct multiboot_info *mbi)
+{
+    if (magic != MULTIBOOT_LOADER_MAGIC || !(mbi->flags & MULTIBOOT_INFO_MODS))
+        return;
+    const struct multiboot_module *mod = (const struct multiboot_module *)mbi->mods_addr;
+    for (uint32_t i = 0; i < mbi->mods_count; i++) {
+        const char *data = (const char *)mod[i].mod_start;
+        uint32_t size = mod[i].mod_end - mod[i].mod_start;
+        char line[MODULE_SHOWN + 1];
+        uint32_t n = 0;
+        while (n < size && n < MODULE_SHOWN && data[n] != '\n' && data[n] != '\0') {
+            line[n] = data[n];
+            n++;
+        }
+        line[n] = '\0';
+        put("module[");
+        put_u(i);
+        put("].size=");
+        put_u(size);
+        put("\n");
+        put_item("module", (int)i, line);
+    }
+}
+
 void kmain(uint32_t magic, const struct multiboot_info *mbi)
 {
     serial_init();
@@ -66,6 +100,7 @@ void kmain(uint32_t magic, const struct multiboot_info *mbi)
         put_item("env", i, cl.env[i]);
     if (cl.netdev_ip)
         put_item("net", -1, cl.netdev_ip);
+    put_modules(magic, mbi);
 
     if (cl.argc >= 2 && streq(cl.argv[1], "serve")) {
         uint8_t ip[4];

@@ -146,3 +146,29 @@ def test_errors_are_one_line_host_errors(impl: Any) -> None:
     with pytest.raises(ValueError, match="not 1 to 4096 instructions"):
         syscalls.seccomp_filter(b"\0" * 12)
 
+
+
+def test_open_in_root_resolves_every_symlink_and_dotdot_inside_the_root(impl: Any, tmp_path: Path) -> None:
+    host = tmp_path / "host.txt"
+    host.write_text("host\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / str(host).lstrip("/")).parent.mkdir(parents=True)
+    (root / str(host).lstrip("/")).write_text("inside\n")
+    (root / "abs").symlink_to(host)                      # absolute: read as rooted at root
+    (root / "up").symlink_to("../../../../../../" + str(host).lstrip("/"))
+    (root / "etc" / "proc").symlink_to("/proc/self/root" + str(host))  # through a magic link
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ("abs", "up", "../../../../" + str(host).lstrip("/")):
+            fd = syscalls.open_in_root(root_fd, name, os.O_RDONLY)
+            try:
+                assert os.read(fd, 100) == b"inside\n", name
+                assert not os.get_inheritable(fd)
+            finally:
+                os.close(fd)
+        with pytest.raises(OSError) as info:
+            syscalls.open_in_root(root_fd, "etc/proc", os.O_RDONLY)
+        assert info.value.errno in (errno.ENOENT, errno.ELOOP, errno.EXDEV)
+    finally:
+        os.close(root_fd)

@@ -308,7 +308,7 @@ def _create_here(argv: list[str], report_fd: int, in_new_pid_ns: bool) -> None:
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 9)
     if _reader_gone(report_fd):
         os._exit(1)
-    placed: list[Plan] = []
+    placed: list[tuple[Plan, list[int]]] = []
     try:
         ctx, args = cli.parse(argv)
         _log.configure(ctx.log, ctx.log_format, ctx.debug)
@@ -330,9 +330,9 @@ def _create_here(argv: list[str], report_fd: int, in_new_pid_ns: bool) -> None:
         console_socket = args.value("console-socket")
 
         def place(plan: Plan, cgroup_files: list[str], keep: list[int]) -> int:
-            placed.append(plan)
             _place(spec.namespaces, console_socket, [report_fd, *keep],
                    lambda: cgroups.join(cgroup_files), pid_ns_ready=True)
+            placed.append(_hold(plan))
             return int(os.readlink("/proc/self"))  # our PID as the host sees it (PID 1 in here)
 
         lifecycle.create(ctx, container_id, spec, ucfg, args.value("pid-file"), console_socket, place=place)
@@ -349,8 +349,8 @@ def _create_here(argv: list[str], report_fd: int, in_new_pid_ns: bool) -> None:
         os._exit(1)  # the front end died after all: `delete --force` finds our PID in the record
     os.close(report_fd)
     _timestamps.mark("cli-exit")
-    plan = placed[0]
-    _wait_and_exec(plan, os.path.join(plan.state_dir, store.FIFO))
+    plan, held = placed[0]
+    _wait_and_exec(plan, os.path.join(plan.state_dir, store.FIFO), held)
 
 
 def _fail(report_fd: int, code: int) -> None:
@@ -442,7 +442,9 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
     def join_cgroup() -> None:  # the cgroup create made meanwhile (see Launch)
         cgroups.join(_jsonlite.loads(lines.line()))
 
-    if _place(namespaces, console_socket, [lines.fd, report_fd], join_cgroup, pid_ns_ready):
+    forks = _place(namespaces, console_socket, [lines.fd, report_fd], join_cgroup, pid_ns_ready)
+    plan, held = _hold(plan)
+    if forks:
         pid = os.fork()
         if pid != 0:
             _report(report_fd, f"pid {pid}")
@@ -454,7 +456,7 @@ def _enter(plan: Plan, namespaces: list[tuple[str, str]], fifo: str, console_soc
     os.close(lines.fd)
     if not acked:
         os._exit(1)
-    _wait_and_exec(plan, fifo)
+    _wait_and_exec(plan, fifo, held)
 
 
 def _exit_on_terminating_signals() -> None:
@@ -474,7 +476,15 @@ def _exit_on_terminating_signals() -> None:
         _signal.signal(signum, end)
 
 
-def _wait_and_exec(plan: Plan, fifo: str) -> None:
+def _hold(plan: Plan) -> tuple[Plan, list[int]]:
+    """The image's files, opened by the init at create, inside the rootfs, and kept: what
+    start boots is what create checked, whatever happens to the rootfs meanwhile."""
+    from urunc.host import handover
+
+    return handover.hold(plan)
+
+
+def _wait_and_exec(plan: Plan, fifo: str, held: list[int]) -> None:
     _exit_on_terminating_signals()
     _preload(plan)
     early = _prepare_early(plan)
@@ -482,14 +492,16 @@ def _wait_and_exec(plan: Plan, fifo: str) -> None:
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
     _timestamps.mark("init-released")
     try:
-        from urunc.host import identity
+        from urunc.host import handover, identity
 
         plan, granted, groups = identity.prepare(plan)  # as root: files the user cannot open
         if early is not None and (plan.netns == "none" or not _has_eth()):
             argv, monitor_fds = early  # still no network to give: what was built is right
         else:
             argv, monitor_fds = _prepare_start(plan)
-        granted = [*granted, *monitor_fds]
+        # A held file identity swapped for a copy or an fd set is not the monitor's to keep.
+        named = {plan.kernel, *plan.files.values()}
+        granted = [*granted, *monitor_fds, *(h for h in held if handover.fd_path(h) in named)]
         _timestamps.mark("argv-built")
         import _signal
 

@@ -1,4 +1,4 @@
-"""The few Linux calls Python 3.11's os module lacks (setns, unshare, mount, prctl, seccomp).
+"""The few Linux calls Python 3.11's os module lacks (setns, unshare, mount, prctl, seccomp, openat2).
 
 They come from the C extension ``urunc.host._linux`` (built by the installer;
 ~0.1 ms to import) or, in a source checkout without it, from ctypes (~4.5 ms
@@ -25,6 +25,9 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
+SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
 
 
 class _Ctypes:
@@ -71,6 +74,20 @@ class _Ctypes:
         self._check(self.libc.prctl(PR_SET_SECCOMP, ul(SECCOMP_MODE_FILTER), ct.byref(fprog), ul(0), ul(0)))
 
 
+    def openat2(self, dirfd: int, path: str, flags: int, resolve: int) -> int:
+        import struct
+
+        how = self.ct.create_string_buffer(struct.pack("=QQQ", flags & 0xFFFFFFFF, 0, resolve), 24)
+        syscall = self.libc.syscall
+        syscall.restype = self.ct.c_long
+        fd: int = syscall(self.ct.c_long(SYS_OPENAT2), self.ct.c_int(dirfd), os.fsencode(path), how,
+                          self.ct.c_size_t(24))
+        if fd < 0:
+            err = self.ct.get_errno()
+            raise OSError(err, os.strerror(err))
+        return fd
+
+
 def _load() -> ModuleType | _Ctypes:
     try:
         from urunc.host import _linux  # type: ignore[attr-defined]
@@ -109,3 +126,10 @@ def prctl(option: int, arg: int) -> None:
 def seccomp_filter(program: bytes) -> None:
     """Install PROGRAM (a struct sock_filter array) on the calling thread; needs no_new_privs."""
     _call("cannot install the seccomp filter", _impl.seccomp_filter, program)
+
+
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """Open PATH as if ROOT_FD were ``/``: ``..`` and every symlink, absolute or not, resolve
+    inside it (openat2 RESOLVE_IN_ROOT), and no /proc magic link is followed. Raises OSError."""
+    fd: int = _impl.openat2(root_fd, path, flags | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    return fd

@@ -73,7 +73,7 @@ class Qemu(Monitor):
         ]
         initrd = plan.files.get("initrd") or plan.initrd
         if initrd:
-            argv += ["-initrd", initrd]
+            argv += ["-initrd", _unsplit("initrd", initrd)]
         virtio = "device" if guest.qemu_machine.startswith("microvm") else "pci"
         if net is not None:
             # A monitor that is not root gets the tap as an fd the init opened for it.
@@ -100,6 +100,16 @@ class Qemu(Monitor):
             if qmp_socket:
                 argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
         return argv
+
+
+def _unsplit(what: str, value: str) -> str:
+    """A path QEMU splits with no escape: the multiboot loader (chosen by the kernel's
+    contents, so by the image) cuts ``-initrd`` into modules at each comma and a module's
+    name at its first space, and would open every piece as a host file. The image's own
+    files arrive as /proc/self/fd/N (host/handover.py), so only a state dir path can hold one."""
+    if "," in value or " " in value:
+        raise _errors.PlanError(f"qemu cannot take {what} path {value!r}: it holds a comma or a space")
+    return value
 
 
 def _escape_opt(value: str) -> str:
