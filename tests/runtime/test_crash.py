@@ -198,7 +198,8 @@ def record(pid):
     if sys.argv[3] == "die":
         os.kill(os.getpid(), 9)  # create killed once the init exists, before its state names it
 
-init.spawn(plan(), [("pid", ""), ("mount", "")], sys.argv[1], None, record)
+# A host kernel (as a Linux guest boots): no rootfs for the init to open the image's files in.
+init.spawn(plan(kernel="/bin/sh"), [("pid", ""), ("mount", "")], sys.argv[1], None, record)
 """
 
 
