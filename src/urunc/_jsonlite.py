@@ -38,7 +38,8 @@ def _unserialisable(value: Any) -> Any:
 _scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
 _quote = _json.encode_basestring_ascii
 # json.dumps(value, separators=(",", ":")) without json: the C encoder, no circularity check.
-_encode = _json.make_encoder(None, _unserialisable, _quote, None, ":", ",", False, False, True)
+# allow_nan False: NaN and the infinities are not JSON, and loads() would refuse them.
+_encode = _json.make_encoder(None, _unserialisable, _quote, None, ":", ",", False, False, False)
 
 
 def loads(text: str | bytes) -> Any:
@@ -86,8 +87,12 @@ def _dump(value: Any, out: list[str], indent: int | None, level: int) -> None:
         out.append("false")
     elif isinstance(value, str):
         out.append(_quote(value))
-    elif isinstance(value, (int, float)):
-        out.append(repr(value) if isinstance(value, float) else str(int(value)))
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"cannot serialise {value!r} to json")
+        out.append(repr(value))
+    elif isinstance(value, int):
+        out.append(str(int(value)))
     elif isinstance(value, dict):
         if not value:
             out.append("{}")

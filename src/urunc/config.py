@@ -1,6 +1,6 @@
 """/etc/urunc/config.toml (or $URUNC_CONFIG): monitor paths, defaults, accelerator.
 
-Read only by ``create`` (tomllib costs ~10 ms to import); every later
+Read only by ``create`` (tomllib costs ~20 ms to import here); every later
 command reads the decisions from the container's Plan.
 
     [monitors.qemu]
@@ -73,7 +73,7 @@ CACHE_NAME = ".urunc-config.cache"
 def load(cache_dir: str | None = None) -> Config:
     """The config, parsed by tomllib once per version of the file.
 
-    Importing tomllib costs ~19 ms here, on every ``create``; the parsed tables
+    Importing tomllib costs ~20 ms here, on every ``create``; the parsed tables
     are kept in CACHE_DIR (marshal, a built-in module) keyed by the file's
     identity and change times, so only the first create after an edit pays.
     """

@@ -18,7 +18,8 @@ def test_from_scratch_alone_gives_an_empty_recipe() -> None:
 
 
 def test_from_scratch_accepts_stage_name_and_any_case() -> None:
-    parse_containerfile("from SCRATCH AS build\n")
+    recipe = parse_containerfile("from SCRATCH AS build\nlabel a=b\n")
+    assert recipe.labels == (("a", "b"),)  # parsed on past the FROM line
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,10 @@ def test_record_appends_then_rewrites_in_place_keeping_others(tmp_path: Path) ->
 
 
 def test_release_of_a_vanished_namespace_is_a_no_op(tmp_path: Path) -> None:
-    network.release({"kind": "tap", "netns": str(tmp_path / "gone"), "netns_id": [1, 2],
-                     "name": "tap0", "ifindex": 5, "eth": "eth0", "eth_ifindex": 2, "eth_ingress": True})
+    before = sorted(os.listdir("/sys/class/net"))
+    assert network.release({"kind": "tap", "netns": str(tmp_path / "gone"), "netns_id": [1, 2],
+                            "name": "tap0", "ifindex": 5, "eth": "eth0", "eth_ifindex": 2,
+                            "eth_ingress": True}) is None
+    assert sorted(os.listdir("/sys/class/net")) == before  # nothing in this namespace touched
+    assert list(tmp_path.iterdir()) == []
 

@@ -31,7 +31,14 @@ def test_marks_are_off_without_a_path(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("path", ["/dev/full", "/nonexistent-dir/marks"], ids=["write-fails", "open-fails"])
-def test_a_mark_that_cannot_be_written_is_dropped(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mark_that_cannot_be_written_is_dropped(path: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # /dev/full fails the write (ENOSPC) as a FIFO whose reader just left does (EPIPE).
+    fds_before = sorted(os.listdir("/proc/self/fd"))
     monkeypatch.setattr(_timestamps, "_PATH", path)
-    _timestamps.mark("spec-loaded")
+    assert _timestamps.mark("spec-loaded") is None  # no exception reaches the container's path
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before  # nothing left open by the failure
+    good = tmp_path / "marks"
+    monkeypatch.setattr(_timestamps, "_PATH", str(good))
+    _timestamps.mark("plan-built")  # marking goes on after a dropped one
+    assert [line.split()[0] for line in good.read_text().splitlines()] == ["plan-built"]
