@@ -251,6 +251,94 @@ static int switch_root(void)
 	return 0;
 }
 
+/* /.urunc/mounts: per volume four NUL-terminated fields KIND SOURCE DEST ro|rw
+ * (README.md). Read, and /.urunc/files opened, before switch_root: both stay in
+ * the initramfs, which the new root hides. */
+static char *volumes;
+static size_t volumes_len;
+static int files_dir = -1;
+
+static void read_volumes(void)
+{
+	volumes = read_file(URUNC_DIR "/mounts", &volumes_len);
+	files_dir = open(URUNC_DIR "/files", O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Make DEST exist as a directory, or as an empty file for a file mount. */
+static int make_mount_point(const char *dest, int is_file)
+{
+	char parent[4096];
+	char *slash;
+	int fd;
+
+	if (!is_file) {
+		mkdir_p(dest, 0755);
+		return 0;
+	}
+	if (snprintf(parent, sizeof(parent), "%s", dest) >= (int)sizeof(parent))
+		return -1;
+	slash = strrchr(parent, '/');
+	if (slash && slash != parent) {
+		*slash = '\0';
+		mkdir_p(parent, 0755);
+	}
+	fd = open(dest, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 && errno != EISDIR)
+		return -1;
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/* Every volume at its destination, in order, before the application starts; a
+ * volume that cannot be mounted ends the VM: the application never runs without
+ * its data. */
+static void mount_volumes(void)
+{
+	char **f;
+	int n = 0, i;
+
+	if (!volumes)
+		return;
+	f = split_nul(volumes, volumes_len);
+	while (f[n])
+		n++;
+	for (i = 0; i + 3 < n; i += 4) {
+		const char *kind = f[i], *source = f[i + 1], *dest = f[i + 2];
+		unsigned long ro = strcmp(f[i + 3], "ro") == 0 ? MS_RDONLY : 0;
+		int rc;
+
+		if (make_mount_point(dest, strcmp(kind, "file") == 0) < 0) {
+			say("volume %s: cannot make the mount point: %s", dest, strerror(errno));
+			vm_exit(EXIT_INIT_FAILED);
+		}
+		if (strcmp(kind, "9p") == 0) {
+			rc = mount(source, dest, "9p", ro | MS_NODEV,
+				   "trans=virtio,version=9p2000.L,msize=524288");
+		} else if (strcmp(kind, "tmpfs") == 0) {
+			rc = mount("tmpfs", dest, "tmpfs", ro | MS_NOSUID | MS_NODEV,
+				   *source ? source : NULL);
+		} else if (strcmp(kind, "file") == 0) {
+			char from[64];
+
+			snprintf(from, sizeof(from), "/proc/self/fd/%d/%s", files_dir, source);
+			rc = mount(from, dest, NULL, MS_BIND, NULL);
+			if (rc == 0 && ro)
+				rc = mount(NULL, dest, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+		} else {
+			say("volume %s: unknown kind %s", dest, kind);
+			vm_exit(EXIT_INIT_FAILED);
+		}
+		if (rc < 0) {
+			say("volume %s (%s %s): %s", dest, kind, source, strerror(errno));
+			vm_exit(EXIT_INIT_FAILED);
+		}
+	}
+	free(f);
+	if (files_dir >= 0)
+		close(files_dir);
+}
+
 static int set_addr(int sock, const char *ifname, unsigned long req, in_addr_t addr)
 {
 	struct ifreq ifr;
@@ -556,6 +644,7 @@ int main(void)
 	cwd = read_file(URUNC_DIR "/cwd", &cwd_len);
 	terminal = access(URUNC_DIR "/tty", F_OK) == 0;
 
+	read_volumes();
 	if (switch_root() < 0)
 		vm_exit(EXIT_INIT_FAILED);
 	mount_api_filesystems();
@@ -564,6 +653,7 @@ int main(void)
 	 * in the child, which drops the right to do either. */
 	set_hostname();
 	configure_network();
+	mount_volumes(); /* after the network: an engine's /etc/resolv.conf wins over ours */
 	reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del becomes SIGINT to init */
 
 	memset(&sa, 0, sizeof(sa));

@@ -33,10 +33,44 @@ INITRD = "initrd.cpio"
 MAX_ROOTFS_BYTES = 2 * 1024 * 1024 * 1024
 
 
+def mount_entries(mounts: tuple[tuple[object, ...], ...]) -> list[object]:
+    """``/.urunc/mounts`` for the init (``guests/linux/README.md``): per mount four
+    NUL-terminated fields KIND SOURCE DESTINATION ro|rw, in mounting order; KIND ``9p``
+    (SOURCE: the mount tag), ``file`` (SOURCE: N, the copy at ``/.urunc/files/N``) or
+    ``tmpfs`` (SOURCE: its options). A file mount's copy is taken now, at create."""
+    from pathlib import Path
+
+    from urunc.host import initrd
+    from urunc.unikernel import mounts as _mounts
+
+    if not mounts:
+        return []
+    tags = {id(m): tag for tag, m in _mounts.shares(mounts)}
+    fields: list[str] = []
+    entries: list[object] = []
+    for index, mount in enumerate(mounts):
+        kind, source, destination, readonly, options = mount
+        if kind == "share":
+            fields += ["9p", tags[id(mount)]]
+        elif kind == "file":
+            fields += ["file", str(index)]
+            try:
+                st = os.stat(str(source))
+                entries.append(initrd.InitrdEntry(f"/.urunc/files/{index}", st.st_mode & 0o7777,
+                                                  source=Path(str(source)), uid=st.st_uid, gid=st.st_gid))
+            except OSError as exc:
+                raise _errors.HostError(f"mount {destination}: cannot read {source}: {exc.strerror}") from None
+        else:
+            fields += ["tmpfs", str(options)]
+        fields += [str(destination), "ro" if readonly else "rw"]
+    data = b"".join(os.fsencode(f) + b"\0" for f in fields)
+    return [initrd.InitrdEntry.file("/.urunc/mounts", data), *entries]
+
+
 class Linux(Guest):
     name = "linux"
     monitors = frozenset({"qemu", "firecracker"})
-    storage = frozenset({"block"})
+    storage = frozenset({"block", "sharedfs", "files", "tmpfs"})
     default_memory_mib = 256
     qemu_machine = "microvm"
     # isa-debug-exit carries the application's exit status out of the VM; pvpanic turns a
@@ -72,6 +106,8 @@ class Linux(Guest):
         if plan.block:
             wanted += ["virtio_blk", "ext4"]
             root = "ext4 /dev/vda rw"
+        if any(m[0] == "share" for m in plan.mounts):
+            wanted += ["9pnet_virtio", "9p"]
         entries = initrd.urunc_init_entries(
             init=init, args=plan.args, env=plan.env, cwd=plan.cwd,
             hostname=plan.hostname or None,
@@ -79,6 +115,7 @@ class Linux(Guest):
             terminal=plan.terminal,
             modules=modules if modules.is_dir() else None, module_names=wanted, root=root,
         )
+        entries += mount_entries(plan.mounts)
         out = os.path.join(plan.state_dir, INITRD)
         exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
         initrd.write_initrd(Path(out), None if plan.block else Path(plan.rootfs), entries,

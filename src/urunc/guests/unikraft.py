@@ -9,6 +9,7 @@ a double-quoted string (with ``\\"`` and ``\\\\`` escapes) as one argument.
 
 from __future__ import annotations
 
+from urunc import _errors
 from urunc.guests import Guest
 
 TYPE_CHECKING = False
@@ -42,16 +43,37 @@ def version_tuple(text: str) -> tuple[int, ...] | None:
     return tuple(parts)
 
 
+def fstab_entry(tag: str, destination: str, readonly: bool) -> str:
+    """One ``vfs.fstab`` entry for a 9p share (vfscore's automount, Unikraft >= 0.16.1):
+    ``"TAG:MOUNTPOINT:9pfs:FLAGS:OPTS:UKOPTS"``, flag 0x1 read-only, ``mkmp`` to make the
+    mount point first."""
+    return f'"{tag}:{destination}:9pfs:{"0x1" if readonly else ""}::mkmp"'
+
+
 class Unikraft(Guest):
     name = "unikraft"
     monitors = frozenset({"qemu", "firecracker"})
-    storage = frozenset({"initrd"})
+    storage = frozenset({"initrd", "sharedfs"})
     default_memory_mib = 64
     qemu_machine = "pc"
 
     def new_dialect(self, plan: Plan) -> bool:
         version = version_tuple(plan.version)
         return version is None or version >= NEW_DIALECT
+
+    def prepare(self, plan: Plan) -> Plan:
+        if not plan.mounts:
+            return plan
+        if not self.new_dialect(plan):
+            raise _errors.PlanError(
+                f"mount {plan.mounts[0][2]}: unikraft {plan.version} takes no volumes "
+                f"(vfs.fstab needs {'.'.join(map(str, NEW_DIALECT))} or later)")
+        for mount in plan.mounts:
+            # vfs.fstab splits an entry at ':' and the command line at blanks and quotes.
+            if set(mount[2]) & set(':"\\ \t\n\'') or len(mount[2]) > 255:
+                raise _errors.PlanError(f"mount {mount[2]}: unikraft cannot mount at a path holding "
+                                        "':', a quote, a backslash or a blank, or longer than 255 bytes")
+        return plan
 
     def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
         params: list[str] = []
@@ -63,8 +85,21 @@ class Unikraft(Guest):
             else:
                 params += [f"netdev.ipv4_addr={net.ip}", f"netdev.ipv4_gw_addr={net.gateway}",
                            f"netdev.ipv4_subnet_mask={net.mask}"]
+        fstab = []
         if plan.initrd:
-            params.append('vfs.fstab=[ "initrd0:/:extract:::" ]' if new else "vfs.rootfs=initrd")
+            if new:
+                fstab.append('"initrd0:/:extract:::"')
+            else:
+                params.append("vfs.rootfs=initrd")
+        from urunc.unikernel import mounts
+
+        shares = mounts.shares(plan.mounts)
+        if shares:
+            if not plan.initrd:
+                fstab.append('"none:/:ramfs"')  # vfscore mounts nothing until / exists
+            fstab += [fstab_entry(tag, mount[2], mount[3]) for tag, mount in shares]
+        if fstab:
+            params.append("vfs.fstab=[ " + " ".join(fstab) + " ]")
         if plan.env and new:
             params.append("env.vars=[ " + " ".join(quote(e) for e in plan.env) + " ]")
         words = params + ["--"] + [quote(a) for a in plan.args] if plan.args else params

@@ -49,6 +49,7 @@ def qmp_path(plan: Plan) -> str:
 class Qemu(Monitor):
     name = "qemu"
     binary = "qemu-system-x86_64"
+    storage = frozenset({"initrd", "block", "sharedfs"})
 
     def choose_accel(self, cfg: Config) -> str:
         accel = cfg.accel(self.name)
@@ -87,6 +88,7 @@ class Qemu(Monitor):
                 argv += ["-add-fd", f"fd={plan.files['block_fd']},set=1"]
             argv += ["-drive", f"file={_escape_opt(block)},if=none,id=d0,format=raw",
                      "-device", f"virtio-blk-{virtio},drive=d0{guest.qemu_virtio_opts}"]
+        argv += _shares(plan, virtio)
         for device in guest.qemu_devices:
             argv += ["-device", device]
         argv += guest.qemu_extra
@@ -100,6 +102,29 @@ class Qemu(Monitor):
             if qmp_socket:
                 argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
         return argv
+
+
+def _shares(plan: Plan, virtio: str) -> list[str]:
+    """One 9p device per shared directory (unikernel/mounts.py), mount tag ``urunc<N>``.
+
+    security_model: ``passthrough`` for a root monitor: the guest sees and sets the host's
+    real owners and modes, so a volume written in the guest is owned on the host as the
+    guest wrote it. A monitor run as another user cannot chown, so ``none``: the same
+    passthrough of modes and data, with ownership changes ignored instead of failing; and
+    the host's permission checks, made as that user, decide what it serves. ``readonly=on``
+    makes QEMU refuse writes itself: a read-only volume stays so whatever the guest does.
+    QEMU's local backend opens every path component without following symlinks, so no
+    symlink or ``..`` in a share reaches outside it.
+    """
+    from urunc.unikernel import mounts
+
+    model = "passthrough" if plan.uid == 0 else "none"
+    argv: list[str] = []
+    for index, (tag, mount) in enumerate(mounts.shares(plan.mounts)):
+        readonly = ",readonly=on" if mount[3] else ""
+        argv += ["-fsdev", f"local,id=fs{index},path={_escape_opt(mount[1])},security_model={model}{readonly}",
+                 "-device", f"virtio-9p-{virtio},fsdev=fs{index},mount_tag={tag}"]
+    return argv
 
 
 def _unsplit(what: str, value: str) -> str:

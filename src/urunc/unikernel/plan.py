@@ -15,6 +15,8 @@ from urunc.unikernel import rootfs as _rootfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from urunc.config import Config
     from urunc.oci.spec import Spec
     from urunc.unikernel.config import UnikernelConfig
@@ -35,7 +37,7 @@ class Plan(Record):
         "memory_mib", "vcpus",
         "args", "env", "cwd", "hostname",
         "netns", "uid", "gid", "additional_gids", "seccomp", "terminal",
-        "files", "devices",
+        "files", "devices", "mounts",
     )
     # Field types, for the type checker only (annotations create no class attributes).
     container_id: str
@@ -65,6 +67,7 @@ class Plan(Record):
     terminal: bool
     files: dict[str, str]
     devices: dict[str, str]
+    mounts: tuple[tuple[Any, ...], ...]  # unikernel/mounts.py: (kind, source, destination, readonly, options)
 
 
 def memory_mib(limit_bytes: int | None, default_mib: int) -> int:
@@ -153,6 +156,11 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
     cpus = vcpus(spec.cpu_quota, spec.cpu_period, spec.cpuset,
                  cfg.monitor_int(monitor.name, "default_vcpus", 1, 1, MAX_VCPUS))
     netns = spec.namespace_path("network")
+    from urunc.unikernel import mounts as _mounts
+
+    shared = "sharedfs" in guest.storage and "sharedfs" in monitor.storage
+    volumes = _mounts.for_guest(spec.raw.get("mounts"), guest.name, shared, "files" in guest.storage,
+                                "tmpfs" in guest.storage, monitor.name)
     plan = Plan(
         container_id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, state_dir=state_dir,
         guest=guest.name, monitor=monitor.name, monitor_path=monitor_path,
@@ -166,5 +174,6 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
         seccomp=spec.has_seccomp, terminal=spec.terminal, files={},
         devices={kind: name for kind, name in (("net", ucfg.get("netDevice")),
                                                ("block", ucfg.get("blockDevice"))) if name},
+        mounts=volumes,
     )
     return guest.prepare(plan)

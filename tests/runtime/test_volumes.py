@@ -1,0 +1,164 @@
+"""Bind mounts from config.json reach the guest at their destination, with their options.
+
+Driven through the installed urunc on real bundles; the guests are real: Unikraft
+0.17.0's ``ukfiles`` (9pfs through vfscore's fstab, ../shared/unikernels) and the
+Linux microVM with a busybox rootfs. Read-only is checked on the host side too: the
+share is QEMU's ``readonly=on``, so even a guest that ignores the mount flag cannot
+write (the write fails inside the guest, the host file never appears).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bundles import DEFAULT_PATH, base_spec, create, leftovers, urunc, wait_status, write_spec
+from tests.helpers.rootfs import busybox_rootfs
+
+REPO = Path(__file__).resolve().parents[2]
+UKFILES = REPO.parent / "shared" / "unikernels" / "unikraft" / "ukfiles_qemu-x86_64"
+GUEST_KERNEL = Path("/usr/local/lib/urunc/guest/vmlinux")
+
+
+def _bind(source: Path, destination: str, mode: str = "rw") -> dict[str, object]:
+    return {"destination": destination, "type": "bind", "source": str(source), "options": ["rbind", mode]}
+
+
+# What containerd puts in every spec: the guest's own filesystems and a /run tmpfs.
+ENGINE_MOUNTS: list[dict[str, object]] = [
+    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "mode=1777"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "ro"]},
+    {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]},
+]
+
+
+def _run(state_root: Path, bundle: Path, cid: str, timeout: float = 120) -> str:
+    out = bundle / "console.out"
+    code, text = create(state_root, bundle, cid, console=out)
+    assert code == 0, text
+    assert urunc(state_root, "start", cid).returncode == 0
+    wait_status(state_root, cid, "stopped", timeout=timeout)
+    assert urunc(state_root, "delete", cid).returncode == 0
+    assert leftovers(state_root) == []
+    return out.read_text(errors="replace")
+
+
+@pytest.fixture
+def volumes(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("from-host\n")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "app.conf").write_text("setting=42\n")
+    return data, config
+
+
+def test_unikraft_reads_and_writes_a_volume_and_cannot_write_a_read_only_one(
+        tmp_path: Path, state_root: Path, volumes: tuple[Path, Path]) -> None:
+    if not UKFILES.exists():
+        pytest.skip(f"{UKFILES} not present (../shared/unikernels is not here)")
+    data, config = volumes
+    bundle = tmp_path / "b"
+    (bundle / "rootfs").mkdir(parents=True)
+    shutil.copy2(UKFILES, bundle / "rootfs" / "ukfiles")
+    spec = base_spec(["cat:/data/in.txt", "write:/data/out.txt:from-guest", "cat:/etc/app/app.conf",
+                      "write:/etc/app/new.txt:nope", "ls:/etc/app"],
+                     annotations={"com.urunc.unikernel.unikernelType": "unikraft",
+                                  "com.urunc.unikernel.hypervisor": "qemu",
+                                  "com.urunc.unikernel.binary": "/ukfiles"})
+    spec["mounts"] = ENGINE_MOUNTS + [_bind(data, "/data"), _bind(config, "/etc/app", "ro")]
+    write_spec(bundle, spec)
+    text = _run(state_root, bundle, "uk")
+    assert "cat /data/in.txt: from-host" in text, text
+    assert "write /data/out.txt: ok" in text
+    assert (data / "out.txt").read_text() == "from-guest"
+    assert "cat /etc/app/app.conf: setting=42" in text
+    assert "write /etc/app/new.txt: error Read-only file system" in text
+    assert not (config / "new.txt").exists()
+    assert "ls /etc/app: app.conf" in text
+    assert "ukfiles done" in text
+
+
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not GUEST_KERNEL.exists():
+        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
+    return busybox_rootfs(tmp_path_factory.mktemp("bb"))
+
+
+def _linux_bundle(tmp_path: Path, busybox: Path, script: str, mounts: list[dict[str, object]]) -> Path:
+    bundle = tmp_path / "lb"
+    shutil.copytree(busybox, bundle / "rootfs", symlinks=True)
+    spec = base_spec(["sh", "-c", script], env=[DEFAULT_PATH],
+                     annotations={"com.urunc.unikernel.unikernelType": "linux",
+                                  "com.urunc.unikernel.hypervisor": "qemu"})
+    spec["mounts"] = ENGINE_MOUNTS + mounts
+    write_spec(bundle, spec)
+    return bundle
+
+
+def test_linux_guest_mounts_directories_files_and_tmpfs_at_their_destinations(
+        tmp_path: Path, state_root: Path, volumes: tuple[Path, Path], busybox: Path) -> None:
+    data, config = volumes
+    single = tmp_path / "single.conf"
+    single.write_text("single-file\n")
+    script = ("cat /data/in.txt; echo guest-wrote > /data/out.txt && echo write-ok; "
+              "cat /etc/app/app.conf; (echo x > /etc/app/new.txt) 2>/dev/null || echo ro-refused; "
+              "cat /etc/single.conf; mkdir -p /data/sub/deeper && echo nested > /data/sub/deeper/n.txt; "
+              "cat /data/nested/inner.txt; grep ' /run ' /proc/mounts | cut -d' ' -f3; "
+              # A guest that lifts its own read-only flag still cannot write: QEMU refuses.
+              "mount -o remount,rw /etc/app && { (echo x > /etc/app/new.txt) 2>/dev/null || echo host-refused; }; "
+              "echo done")
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    (nested / "inner.txt").write_text("inner-volume\n")
+    bundle = _linux_bundle(tmp_path, busybox, script, [
+        _bind(data, "/data"), _bind(config, "/etc/app", "ro"), _bind(single, "/etc/single.conf", "ro"),
+        _bind(nested, "/data/nested", "ro")])
+    text = _run(state_root, bundle, "lin").replace("\r\n", "\n")
+    assert text.splitlines() == ["from-host", "write-ok", "setting=42", "ro-refused", "single-file",
+                                 "inner-volume", "tmpfs", "host-refused", "done"], text
+    assert (data / "out.txt").read_text() == "guest-wrote\n"
+    assert (data / "sub" / "deeper" / "n.txt").read_text() == "nested\n"
+    assert not (config / "new.txt").exists()
+    # The nested volume was mounted over the directory it sits in, not written into it.
+    assert not (data / "nested" / "inner.txt").exists()
+
+
+@pytest.mark.parametrize("case", ["missing-source", "dotdot", "relative", "too-many", "device"])
+def test_bad_mounts_fail_create_in_one_line_and_leave_nothing(
+        tmp_path: Path, state_root: Path, volumes: tuple[Path, Path], busybox: Path, case: str) -> None:
+    data, _config = volumes
+    mounts = {
+        "missing-source": [_bind(tmp_path / "nope", "/data")],
+        "dotdot": [_bind(data, "/data/../../etc")],
+        "relative": [_bind(data, "data")],
+        "too-many": [_bind(data, f"/v{i}") for i in range(17)],
+        "device": [_bind(Path("/dev/null"), "/data/null")],
+    }[case]
+    bundle = _linux_bundle(tmp_path, busybox, "true", mounts)
+    code, text = create(state_root, bundle, "bad")
+    assert code != 0
+    assert len(text.strip().splitlines()) == 1, text
+    assert ("mount" in text or "mounts" in text), text
+    assert leftovers(state_root) == []
+
+
+def test_a_volume_on_a_guest_without_a_shared_filesystem_fails_create_naming_it(
+        tmp_path: Path, state_root: Path, volumes: tuple[Path, Path]) -> None:
+    from tests.helpers.bundles import hello_bundle
+
+    data, _config = volumes
+    bundle = hello_bundle(tmp_path / "b", annotations={"com.urunc.unikernel.unikernelVersion": "0.15.0"})
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["mounts"] = ENGINE_MOUNTS + [_bind(data, "/data")]
+    write_spec(bundle, spec)
+    code, text = create(state_root, bundle, "old")
+    assert code != 0 and "mount /data" in text and len(text.strip().splitlines()) == 1, text
+    assert leftovers(state_root) == []
