@@ -230,7 +230,88 @@ class Bench:
         }
         return result
 
+    def linux_bundle(self, name: str, extra_mib: int) -> str:
+        """A Linux-guest bundle: busybox, plus EXTRA_MIB of incompressible files, echoing a line."""
+        from tests.helpers.rootfs import busybox_rootfs
+
+        bundle = self.work / name
+        root = busybox_rootfs(bundle / "rootfs")
+        for i in range(extra_mib // 10):
+            (root / "data").mkdir(exist_ok=True)
+            (root / "data" / f"blob{i}").write_bytes(os.urandom(10 << 20))
+        config = {
+            "ociVersion": "1.0.2",
+            "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["echo", "first-output"],
+                        "env": ["PATH=/bin"], "cwd": "/"},
+            "root": {"path": "rootfs"},
+            "annotations": {"com.urunc.unikernel.unikernelType": "linux",
+                            "com.urunc.unikernel.hypervisor": "qemu"},
+            "linux": {"namespaces": NAMESPACES},
+        }
+        (bundle / "config.json").write_text(json.dumps(config))
+        return str(bundle)
+
+    def linux_once(self, bundle: str) -> dict[str, Any]:
+        """urunc create + start of a Linux-guest bundle: ms to its first output, the guest's memory."""
+        cid = self.new_id("lx")
+        argv = [self.opts.urunc, "--root", self.root]
+        r, w = os.pipe()
+        watch = LineWatch(r)
+        watch.marker = b"first-output"
+        err = tempfile.TemporaryFile()
+        t0 = time.monotonic_ns()
+        create = subprocess.Popen([*argv, "create", "--bundle", bundle, cid], stdin=subprocess.DEVNULL,
+                                  stdout=w, stderr=err, env=self.env, cwd=bundle)
+        os.close(w)
+        try:
+            self._wait(create, watch, "urunc create", err)
+            t_created = time.monotonic_ns()
+            state = json.loads((Path(self.root) / cid / "urunc-state.json").read_text())
+            start = subprocess.Popen([*argv, "start", cid], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=err, env=self.env)
+            self._wait(start, watch, "urunc start", err)
+            deadline = time.monotonic() + 4 * RUN_TIMEOUT
+            while not watch.marker_ns and not watch.eof_ns and time.monotonic() < deadline:
+                watch.poll(0.05)
+            if not watch.marker_ns:
+                raise BenchError(f"linux guest gave no output: {watch.buf[-300:]!r}")
+        finally:
+            watch.close()
+            err.close()
+            self.urunc("delete", "--force", cid)
+            reap_orphans()
+        plan = state["plan"]
+        return {"first_output_ms": ms(watch.marker_ns - t0), "create_ms": ms(t_created - t0),
+                "memory_mib": plan["memory_mib"], "shared_root": any(m[0] == "root" for m in plan["mounts"])}
+
     # -- sections ---------------------------------------------------------------------------
+    def section_large_rootfs(self) -> dict[str, Any]:
+        """A busybox Linux guest against the same with --large-mib more rootfs, run alternately."""
+        if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
+            return {"skipped": "no linux guest kernel installed (make install)"}
+        small = self.linux_bundle("linux-busybox", 0)
+        large = self.linux_bundle("linux-large", self.opts.large_mib)
+        runs = max(2, min(self.opts.runs, 10))
+        self.linux_once(small)  # warm-up, not counted
+        a, b = [], []
+        for _ in range(runs):
+            a.append(self.linux_once(small))
+            b.append(self.linux_once(large))
+        first_small = [x["first_output_ms"] for x in a]
+        first_large = [x["first_output_ms"] for x in b]
+        return {
+            "runs": runs, "large_extra_mib": self.opts.large_mib,
+            "busybox": {"first_output_ms": summary(first_small),
+                        "create_ms": summary([x["create_ms"] for x in a]),
+                        "memory_mib": sorted({x["memory_mib"] for x in a}),
+                        "shared_root": sorted({x["shared_root"] for x in a})},
+            "large": {"first_output_ms": summary(first_large),
+                      "create_ms": summary([x["create_ms"] for x in b]),
+                      "memory_mib": sorted({x["memory_mib"] for x in b}),
+                      "shared_root": sorted({x["shared_root"] for x in b})},
+            "pairs": {"first_output_ratio": pairwise(first_large, first_small, "ratio")},
+        }
+
     def section_start_path(self) -> dict[str, Any]:
         runs = self.opts.runs
         floor_first, floor_exit, rt_first, rt_exit, ts_first, ts_exit = [], [], [], [], [], []
@@ -584,12 +665,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--density", type=int, default=20, help="unikernels running at once")
     p.add_argument("--accel", choices=("tcg", "auto", "kvm"), default="tcg",
                    help="accelerator forced through a URUNC_CONFIG file (auto: no config file)")
+    p.add_argument("--large-mib", type=int, default=300,
+                   help="extra rootfs of the large Linux-guest image, MiB (quick: 40)")
     p.add_argument("--quick", action="store_true", help="tiny counts: under a minute")
     p.add_argument("--urunc", default=URUNC, help="the installed runtime to measure")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     opts = p.parse_args(argv)
     if opts.quick:
-        opts.runs, opts.ctr_runs, opts.density = 3, 2, 3
+        opts.runs, opts.ctr_runs, opts.density, opts.large_mib = 3, 2, 3, 40
     if os.geteuid() != 0:
         print("bench: needs root (containers, containerd)", file=sys.stderr)
         return 2
@@ -600,7 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.setup()
         sections = (("start_path", bench.section_start_path), ("commands", bench.section_commands),
-                    ("containerd", bench.section_containerd), ("density", bench.section_density))
+                    ("containerd", bench.section_containerd), ("density", bench.section_density),
+                    ("large_rootfs", bench.section_large_rootfs))
         for name, fn in sections:
             t = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -162,3 +162,46 @@ def test_a_volume_on_a_guest_without_a_shared_filesystem_fails_create_naming_it(
     code, text = create(state_root, bundle, "old")
     assert code != 0 and "mount /data" in text and len(text.strip().splitlines()) == 1, text
     assert leftovers(state_root) == []
+
+
+def test_linux_guest_with_a_large_rootfs_boots_it_shared_not_copied(
+        tmp_path: Path, state_root: Path, busybox: Path) -> None:
+    bundle = _linux_bundle(tmp_path, busybox, "cat /data/blob.txt; echo from-guest > /written.txt; echo done", [])
+    (bundle / "rootfs" / "data").mkdir()
+    (bundle / "rootfs" / "data" / "blob.txt").write_text("image-data\n")
+    with open(bundle / "rootfs" / "data" / "big", "wb") as f:
+        f.truncate(40 << 20)  # past the 32 MiB from which the rootfs is shared
+    out = bundle / "console.out"
+    code, text = create(state_root, bundle, "big", console=out)
+    assert code == 0, text
+    state = json.loads((state_root / "big" / "urunc-state.json").read_text())
+    assert state["plan"]["mounts"][0] == ["root", str(bundle / "rootfs"), "/", False, ""]
+    initrd = state_root / "big" / "initrd.cpio"
+    assert initrd.stat().st_size < (40 << 20)  # the rootfs was not packed
+    assert urunc(state_root, "start", "big").returncode == 0
+    wait_status(state_root, "big", "stopped", timeout=120)
+    assert urunc(state_root, "delete", "big").returncode == 0
+    assert out.read_text().replace("\r\n", "\n").splitlines() == ["image-data", "done"]
+    assert (bundle / "rootfs" / "written.txt").read_text() == "from-guest\n"  # a shared root, written through
+
+
+def test_unikraft_with_mount_rootfs_gets_the_container_rootfs_as_its_root(
+        tmp_path: Path, state_root: Path, volumes: tuple[Path, Path]) -> None:
+    if not UKFILES.exists():
+        pytest.skip(f"{UKFILES} not present (../shared/unikernels is not here)")
+    data, _config = volumes
+    bundle = tmp_path / "b"
+    (bundle / "rootfs").mkdir(parents=True)
+    shutil.copy2(UKFILES, bundle / "rootfs" / "ukfiles")
+    (bundle / "rootfs" / "hello.txt").write_text("in-the-image")
+    spec = base_spec(["cat:/hello.txt", "write:/new.txt:x", "cat:/data/in.txt"],
+                     annotations={"com.urunc.unikernel.unikernelType": "unikraft",
+                                  "com.urunc.unikernel.hypervisor": "qemu",
+                                  "com.urunc.unikernel.binary": "/ukfiles",
+                                  "com.urunc.unikernel.mountRootfs": "true"})
+    spec["mounts"] = ENGINE_MOUNTS + [_bind(data, "/data")]
+    write_spec(bundle, spec)
+    text = _run(state_root, bundle, "ukroot")
+    assert "cat /hello.txt: in-the-image" in text, text
+    assert "write /new.txt: ok" in text and (bundle / "rootfs" / "new.txt").read_text() == "x"
+    assert "cat /data/in.txt: from-host" in text

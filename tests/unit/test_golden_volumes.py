@@ -85,3 +85,26 @@ def test_unikraft_refuses_a_mount_point_its_fstab_cannot_hold(destination: str) 
 def test_unikraft_before_0_16_1_takes_no_volume() -> None:
     with pytest.raises(_errors.PlanError, match=r"^mount /data: unikraft 0.15.0 takes no volumes"):
         guests.get("unikraft").prepare(plan(version="0.15.0", mounts=SHARES[:1]))
+
+
+def test_qemu_shares_a_root_first_with_its_own_tag() -> None:
+    root = mounts.root_share("/b/rootfs", True)
+    argv = monitors.get("qemu").argv(plan(guest="linux", mounts=(root, *SHARES[:1])), guests.get("linux"), None)
+    i = argv.index("-fsdev")
+    assert argv[i:i + 4] == ["-fsdev", "local,id=fs0,path=/b/rootfs,security_model=passthrough,readonly=on",
+                             "-device", "virtio-9p-device,fsdev=fs0,mount_tag=rootfs"]
+    assert "virtio-9p-device,fsdev=fs1,mount_tag=urunc0" in argv
+
+
+def test_unikraft_mount_rootfs_is_the_9pfs_root() -> None:
+    root = mounts.root_share("/b/rootfs", False)
+    cmdline = guests.get("unikraft").cmdline(plan(mounts=(root, *SHARES[:1])), None)
+    assert cmdline.startswith('vfs.fstab=[ "rootfs:/:9pfs:::" "urunc0:/data:9pfs:::mkmp" ] ')
+
+
+def test_rootfs_size_walk_stops_at_the_limit(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x" * 100)
+    (tmp_path / "link").symlink_to("/usr")  # never followed
+    assert mounts.rootfs_larger_than(str(tmp_path), 99)
+    assert not mounts.rootfs_larger_than(str(tmp_path), 100)

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 _MODULES = {
     "unikraft": "urunc.guests.unikraft",
     "solo5": "urunc.guests.solo5",
+    "mirage": "urunc.guests.mirage",
     "rumprun": "urunc.guests.rumprun",
     "osv": "urunc.guests.osv",
     "mewz": "urunc.guests.mewz",
     "linux": "urunc.guests.linux",
 }
-ALIASES: dict[str, str] = {"mirage": "solo5"}
 
 
 class Guest:
@@ -31,6 +31,7 @@ class Guest:
     default_monitor = "qemu"
     storage: frozenset[str] = frozenset()   # "initrd", "block", "sharedfs"
     network = True
+    share_rootfs_from = 0                   # rootfs bytes from which it is shared by default; 0: never
     default_memory_mib = 64
     qemu_machine = "pc"
     qemu_devices: tuple[str, ...] = ()
@@ -62,7 +63,7 @@ class Guest:
 
 
 def names() -> list[str]:
-    return sorted(set(_MODULES) | set(ALIASES))
+    return sorted(_MODULES)
 
 
 def matrix() -> list[tuple[str, str]]:
@@ -75,8 +76,7 @@ def matrix() -> list[tuple[str, str]]:
 
 
 def get(name: str) -> Guest:
-    key = ALIASES.get(name, name)
-    module_name = _MODULES.get(key)
+    module_name = _MODULES.get(name)
     if module_name is None:
         raise _errors.PlanError(f"unknown guest type {name!r}", hint=f"known: {', '.join(names())}")
     module = __import__(module_name, fromlist=["GUEST"])

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 GUEST_DIR = os.environ.get("URUNC_GUEST_DIR", "/usr/local/lib/urunc/guest")
 INITRD = "initrd.cpio"
-MAX_ROOTFS_BYTES = 2 * 1024 * 1024 * 1024
+NINEP_ROOT = "9p rootfs trans=virtio,version=9p2000.L,msize=524288,cache=loose"
 
 
 def mount_entries(mounts: tuple[tuple[object, ...], ...]) -> list[object]:
@@ -43,13 +43,15 @@ def mount_entries(mounts: tuple[tuple[object, ...], ...]) -> list[object]:
     from urunc.host import initrd
     from urunc.unikernel import mounts as _mounts
 
-    if not mounts:
+    if not any(m[0] != "root" for m in mounts):
         return []
     tags = {id(m): tag for tag, m in _mounts.shares(mounts)}
     fields: list[str] = []
     entries: list[object] = []
     for index, mount in enumerate(mounts):
         kind, source, destination, readonly, options = mount
+        if kind == "root":
+            continue  # /.urunc/root
         if kind == "share":
             fields += ["9p", tags[id(mount)]]
         elif kind == "file":
@@ -72,6 +74,9 @@ class Linux(Guest):
     monitors = frozenset({"qemu", "firecracker"})
     storage = frozenset({"block", "sharedfs", "files", "tmpfs"})
     default_memory_mib = 256
+    # From this rootfs size on, share it over 9p instead of copying it into the initramfs
+    # (README: the measured crossover); mountRootfs=true/false decides whatever the size.
+    share_rootfs_from = 32 * 1024 * 1024
     qemu_machine = "microvm"
     # isa-debug-exit carries the application's exit status out of the VM; pvpanic turns a
     # guest kernel panic into QEMU exit status 1 instead of a clean-looking reboot.
@@ -94,6 +99,7 @@ class Linux(Guest):
         from pathlib import Path
 
         from urunc.host import initrd
+        from urunc.unikernel import mounts
 
         init = Path(GUEST_DIR, "urunc-init")
         modules = Path(GUEST_DIR, "modules")
@@ -106,7 +112,10 @@ class Linux(Guest):
         if plan.block:
             wanted += ["virtio_blk", "ext4"]
             root = "ext4 /dev/vda rw"
-        if any(m[0] == "share" for m in plan.mounts):
+        shared_root = mounts.has_root(plan.mounts)
+        if shared_root:
+            root = NINEP_ROOT
+        if any(m[0] in ("share", "root") for m in plan.mounts):
             wanted += ["9pnet_virtio", "9p"]
         entries = initrd.urunc_init_entries(
             init=init, args=plan.args, env=plan.env, cwd=plan.cwd,
@@ -118,7 +127,7 @@ class Linux(Guest):
         entries += mount_entries(plan.mounts)
         out = os.path.join(plan.state_dir, INITRD)
         exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
-        initrd.write_initrd(Path(out), None if plan.block else Path(plan.rootfs), entries,
+        initrd.write_initrd(Path(out), None if plan.block or shared_root else Path(plan.rootfs), entries,
                             exclude=tuple(Path(p) for p in exclude))
         files = dict(plan.files)
         files["initrd"] = out

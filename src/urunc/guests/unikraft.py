@@ -68,6 +68,8 @@ class Unikraft(Guest):
             raise _errors.PlanError(
                 f"mount {plan.mounts[0][2]}: unikraft {plan.version} takes no volumes "
                 f"(vfs.fstab needs {'.'.join(map(str, NEW_DIALECT))} or later)")
+        if plan.initrd and any(m[0] == "root" for m in plan.mounts):
+            raise _errors.PlanError("mountRootfs and initrd both name the guest's root: give one")
         for mount in plan.mounts:
             # vfs.fstab splits an entry at ':' and the command line at blanks and quotes.
             if set(mount[2]) & set(':"\\ \t\n\'') or len(mount[2]) > 255:
@@ -93,11 +95,13 @@ class Unikraft(Guest):
                 params.append("vfs.rootfs=initrd")
         from urunc.unikernel import mounts
 
-        shares = mounts.shares(plan.mounts)
-        if shares:
-            if not plan.initrd:
-                fstab.append('"none:/:ramfs"')  # vfscore mounts nothing until / exists
-            fstab += [fstab_entry(tag, mount[2], mount[3]) for tag, mount in shares]
+        volumes = [(tag, m) for tag, m in mounts.shares(plan.mounts) if m[0] == "share"]
+        root = [m for m in plan.mounts if m[0] == "root"]
+        if root:  # mountRootfs: the container's rootfs is the guest's root
+            fstab.append(f'"{mounts.ROOT_TAG}:/:9pfs:{"0x1" if root[0][3] else ""}::"')
+        elif volumes and not plan.initrd:
+            fstab.append('"none:/:ramfs"')  # vfscore mounts nothing until / exists
+        fstab += [fstab_entry(tag, mount[2], mount[3]) for tag, mount in volumes]
         if fstab:
             params.append("vfs.fstab=[ " + " ".join(fstab) + " ]")
         if plan.env and new:

@@ -28,7 +28,7 @@ class Spec:
 
     __slots__ = ("bundle", "raw", "rootfs", "annotations", "args", "env", "cwd", "terminal",
                  "namespaces", "memory_limit", "cpu_quota", "cpu_period", "cpuset", "uid", "gid",
-                 "additional_gids", "has_seccomp", "cgroups_path", "hostname")
+                 "additional_gids", "has_seccomp", "cgroups_path", "hostname", "root_readonly")
 
     def __init__(self, bundle: str, raw: dict[str, Any]) -> None:
         self.bundle = bundle
@@ -38,6 +38,7 @@ class Spec:
         if not isinstance(root_path, str) or not root_path:
             raise _errors.BundleError(f"invalid root.path {root_path!r} in config.json")
         self.rootfs = os.path.normpath(os.path.join(bundle, root_path))
+        self.root_readonly = root.get("readonly") is True
         annotations = _obj(raw.get("annotations"), "annotations")
         self.annotations: dict[str, str] = {}
         for key, value in annotations.items():

@@ -29,8 +29,9 @@ Anything a guest or monitor cannot take fails ``create`` in one line naming the
 mount: nothing is dropped silently.
 
 A mount is a tuple ``(kind, source, destination, readonly, options)``, kind one
-of "share", "file", "tmpfs"; the Plan keeps them in the order the guest must
-mount them (parents before what is mounted inside them).
+of "share", "file", "tmpfs", or "root" (the container's rootfs shared as the
+guest's root, tag ``rootfs``); the Plan keeps them in the order the guest must
+mount them (the root first, then parents before what is mounted inside them).
 """
 
 from __future__ import annotations
@@ -159,6 +160,39 @@ def for_guest(raw_mounts: Any, guest_name: str, can_share: bool, can_copy_files:
     return tuple(kept)
 
 
+ROOT_TAG = "rootfs"
+
+
+def root_share(rootfs: str, readonly: bool) -> Mount:
+    """The container's rootfs itself as the guest's root, over 9p (``mountRootfs``)."""
+    return ("root", rootfs, "/", readonly, "")
+
+
+def rootfs_larger_than(rootfs: str, limit: int) -> bool:
+    """Whether the regular files under ROOTFS add up to more than LIMIT bytes; the walk
+    stops as soon as they do, so a large image costs no more than a small one."""
+    total = 0
+    stack = [rootfs]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                        if total > limit:
+                            return True
+        except OSError:
+            continue  # unreadable: whatever packs the rootfs reports it
+    return False
+
+
 def shares(mounts: tuple[Mount, ...]) -> list[tuple[str, Mount]]:
-    """(the 9p mount tag, the mount) for each shared directory, in order."""
-    return [(f"urunc{i}", m) for i, m in enumerate(m for m in mounts if m[0] == "share")]
+    """(the 9p mount tag, the mount) for each shared directory, the root first, in order."""
+    root = [(ROOT_TAG, m) for m in mounts if m[0] == "root"]
+    return root + [(f"urunc{i}", m) for i, m in enumerate(m for m in mounts if m[0] == "share")]
+
+
+def has_root(mounts: tuple[Mount, ...]) -> bool:
+    return any(m[0] == "root" for m in mounts)

@@ -161,6 +161,20 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
     shared = "sharedfs" in guest.storage and "sharedfs" in monitor.storage
     volumes = _mounts.for_guest(spec.raw.get("mounts"), guest.name, shared, "files" in guest.storage,
                                 "tmpfs" in guest.storage, monitor.name)
+    wanted = ucfg.get("mountRootfs").strip().lower()
+    if wanted not in ("", "true", "1", "yes", "false", "0", "no"):
+        raise _errors.BundleError(f"invalid mountRootfs {wanted!r} (true or false)")
+    if wanted in ("true", "1", "yes"):
+        if not shared:
+            raise _errors.PlanError(f"mountRootfs: {guest.name} on {monitor.name} has no shared filesystem")
+        if block:
+            raise _errors.PlanError("mountRootfs and block both name the guest's root: give one")
+        share_root = True
+    else:  # unset: by size, where the guest shares large roots (a Linux guest)
+        share_root = bool(wanted == "" and shared and not block and guest.share_rootfs_from
+                          and _mounts.rootfs_larger_than(spec.rootfs, guest.share_rootfs_from))
+    if share_root:
+        volumes = (_mounts.root_share(spec.rootfs, spec.root_readonly), *volumes)
     plan = Plan(
         container_id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, state_dir=state_dir,
         guest=guest.name, monitor=monitor.name, monitor_path=monitor_path,
