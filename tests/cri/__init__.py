@@ -152,8 +152,10 @@ def pod_config(api: CriApi, name: str, log_dir: Path, *, uid: str, annotations: 
 
 def container_config(api: CriApi, name: str, image: str, *, args: list[str] | None = None,
                      command: list[str] | None = None, annotations: dict[str, str] | None = None,
-                     envs: dict[str, str] | None = None, share_pod_pids: bool = False) -> Any:
-    """A container config as the kubelet writes it: own PID namespace unless the pod shares one."""
+                     envs: dict[str, str] | None = None, share_pod_pids: bool = False,
+                     mounts: list[tuple[str, str, bool]] | None = None) -> Any:
+    """A container config as the kubelet writes it: own PID namespace unless the pod shares one;
+    MOUNTS are (host path, container path, read-only), as the kubelet passes volumes."""
     pb = api.pb
     namespaces = pb.NamespaceOption(network=pb.POD, pid=pb.POD if share_pod_pids else pb.CONTAINER, ipc=pb.POD)
     return pb.ContainerConfig(
@@ -162,6 +164,7 @@ def container_config(api: CriApi, name: str, image: str, *, args: list[str] | No
         command=command or [],
         args=args or [],
         envs=[pb.KeyValue(key=k, value=v) for k, v in (envs or {}).items()],
+        mounts=[pb.Mount(container_path=dst, host_path=src, readonly=ro) for src, dst, ro in (mounts or [])],
         annotations=annotations or {},
         log_path=f"{name}.log",
         linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(namespace_options=namespaces)),

@@ -408,3 +408,34 @@ def test_linux_guest_pod_serves_http_at_the_pod_ip(cri: CriClient, log_dir: Path
     finally:
         _remove_pod(cri, pod_id)
     _assert_nothing_left(pod_id, ids, netns)
+
+
+def test_linux_guest_pod_volumes_hostpath_read_only_and_a_writable_dir(
+        cri: CriClient, log_dir: Path, linux_image: str, tmp_path: Path) -> None:
+    config_dir, scratch = tmp_path / "config", tmp_path / "scratch"
+    config_dir.mkdir()
+    scratch.mkdir()
+    (config_dir / "app.conf").write_text("from-a-configmap\n")
+    api = cri.api
+    config = pod_config(api, "linux-vol", log_dir, uid=_uid())
+    pod_id = cri.run_pod_sandbox(config, HANDLER)
+    ids: list[str] = []
+    try:
+        _ip, _pause_pid, netns = _pod_facts(cri, pod_id)
+        script = ("cat /etc/app/app.conf; echo written-in-guest > /scratch/result; "
+                  "(echo x > /etc/app/new) 2>/dev/null || echo ro-refused")
+        cid = cri.create_container(pod_id, container_config(
+            api, "vol", linux_image, command=["sh", "-c", script],
+            mounts=[(str(config_dir), "/etc/app", True), (str(scratch), "/scratch", False)]), config)
+        ids.append(cid)
+        cri.start_container(cid)
+        done = cri.wait_container_state(cid, CONTAINER_EXITED, timeout=120)
+        out = _log_stdout(log_dir / "vol.log")
+        assert done.exit_code == 0, out
+        assert out.splitlines() == ["from-a-configmap", "ro-refused"], out
+        assert (scratch / "result").read_text() == "written-in-guest\n"
+        assert not (config_dir / "new").exists()
+        cri.remove_container(cid)
+    finally:
+        _remove_pod(cri, pod_id)
+    _assert_nothing_left(pod_id, ids, netns)

@@ -172,3 +172,26 @@ def test_docker_user_and_seccomp_reach_the_monitor(dockerd: Dockerd) -> None:
         assert status["Seccomp"] == "2"
     finally:
         dockerd.docker("rm", "-f", cid, check=False)
+
+
+def test_docker_volume_reaches_a_linux_guest_read_only_and_read_write(
+        dockerd: Dockerd, busybox_root: Path, tmp_path: Path) -> None:
+    if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
+        pytest.skip("the Linux guest kernel is not installed (run make install)")
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text("FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
+                             'com.urunc.unikernel.hypervisor=qemu\nCMD ["sh"]\n')
+    tar = build_image(containerfile, busybox_root, "urunc-docker-linux:1", tmp_path / "linux.tar", "docker").output
+    dockerd.docker("load", "-i", str(tar))
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "settings").write_text("docker-volume\n")
+    # What the guest saw is written to the read-write volume (and checked on the host).
+    result = dockerd.docker("run", "--rm", "--runtime", "urunc", "-v", f"{ro}:/data:ro", "-v", f"{rw}:/out",
+                            "urunc-docker-linux:1", "sh", "-c",
+                            "{ cat /data/settings; (echo x > /data/new) 2>/dev/null || echo ro-refused; } "
+                            "> /out/file", check=False)
+    assert result.returncode == 0, result.stderr
+    assert (rw / "file").read_text() == "docker-volume\nro-refused\n"
+    assert not (ro / "new").exists()

@@ -75,3 +75,23 @@ def test_httpd_in_a_linux_guest_answers_at_the_container_ip(containerd: Containe
         containerd.ctr("task", "delete", "-f", unique_id, check=False)
         containerd.ctr("container", "rm", unique_id, check=False)
     assert not (Path("/run/containerd/runc") / containerd.namespace / unique_id).exists()
+
+
+def test_ctr_mounts_reach_the_guest_read_write_and_read_only(containerd: Containerd, linux_image: str,
+                                                             unique_id: str, tmp_path: Path) -> None:
+    data, config = tmp_path / "data", tmp_path / "config"
+    data.mkdir()
+    config.mkdir()
+    (config / "app.conf").write_text("setting=1\n")
+    result = containerd.ctr(
+        "run", "--rm", "--runtime", RUNTIME,
+        "--mount", f"type=bind,src={data},dst=/data,options=rbind:rw",
+        "--mount", f"type=bind,src={config},dst=/config,options=rbind:ro",
+        "--mount", f"type=bind,src={config / 'app.conf'},dst=/etc/app.conf,options=rbind:ro",
+        linux_image, unique_id, "sh", "-c",
+        "cat /config/app.conf /etc/app.conf; echo out > /data/result; (echo x > /config/y) 2>/dev/null || echo ro",
+        check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "setting=1\nsetting=1\nro\n"
+    assert (data / "result").read_text() == "out\n"
+    assert not (config / "y").exists()
