@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,69 @@ def test_unikraft_with_mount_rootfs_gets_the_container_rootfs_as_its_root(
     assert "cat /hello.txt: in-the-image" in text, text
     assert "write /new.txt: ok" in text and (bundle / "rootfs" / "new.txt").read_text() == "x"
     assert "cat /data/in.txt: from-host" in text
+
+
+def test_the_most_volumes_a_guest_takes_all_reach_it(tmp_path: Path, state_root: Path, busybox: Path) -> None:
+    volumes = []
+    for i in range(16):  # mounts.MAX_SHARES; one more fails create (test_bad_mounts_...)
+        d = tmp_path / f"v{i}"
+        d.mkdir()
+        (d / "f").write_text(f"vol{i}\n")
+        volumes.append(_bind(d, f"/vol/{i}", "ro"))
+    bundle = _linux_bundle(tmp_path, busybox, "cat /vol/*/f | sort | tr '\\n' ' '", volumes)
+    text = _run(state_root, bundle, "many")
+    assert text.split() == sorted(f"vol{i}" for i in range(16)), text
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory any user can traverse (pytest's own tmp dirs are root's 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="urunc-vol-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_monitor_run_as_the_user_serves_only_what_the_user_may_read(
+        tmp_path: Path, state_root: Path, open_dir: Path) -> None:
+    if not UKFILES.exists():
+        pytest.skip(f"{UKFILES} not present (../shared/unikernels is not here)")
+    share = open_dir / "share"
+    share.mkdir()
+    (share / "public").write_text("for-everyone")
+    (share / "private").write_text("root-only")
+    (share / "private").chmod(0o600)
+    bundle = tmp_path / "b"
+    (bundle / "rootfs").mkdir(parents=True)
+    shutil.copy2(UKFILES, bundle / "rootfs" / "ukfiles")
+    spec = base_spec(["cat:/s/public", "cat:/s/private", "write:/s/new:x"],
+                     annotations={"com.urunc.unikernel.unikernelType": "unikraft",
+                                  "com.urunc.unikernel.hypervisor": "qemu",
+                                  "com.urunc.unikernel.binary": "/ukfiles"})
+    spec["process"]["user"] = {"uid": 65534, "gid": 65534}  # type: ignore[index]
+    spec["mounts"] = [_bind(share, "/s")]
+    write_spec(bundle, spec)
+    text = _run(state_root, bundle, "nobody")
+    assert "cat /s/public: for-everyone" in text, text
+    assert "cat /s/private: error" in text and "root-only" not in text
+    assert "write /s/new: error" in text and not (share / "new").exists()  # the directory is root's 0755
+
+
+def test_a_volume_the_monitor_user_cannot_open_fails_start_in_one_line(
+        tmp_path: Path, state_root: Path, busybox: Path) -> None:
+    hidden = tmp_path / "hidden"  # under pytest's root-only 0700 directory
+    hidden.mkdir()
+    bundle = _linux_bundle(tmp_path, busybox, "true", [_bind(hidden, "/h")])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["user"] = {"uid": 65534, "gid": 65534}
+    write_spec(bundle, spec)
+    code, text = create(state_root, bundle, "hid")
+    assert code == 0, text
+    started = urunc(state_root, "start", "hid")
+    assert started.returncode != 0
+    assert f"mount /h: uid 65534 cannot read its source {hidden}" in started.stderr, started.stderr
+    assert len(started.stderr.strip().splitlines()) == 1
+    assert urunc(state_root, "delete", "--force", "hid").returncode == 0
+    assert leftovers(state_root) == []

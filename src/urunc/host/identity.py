@@ -73,6 +73,7 @@ def prepare(plan: Plan) -> tuple[Plan, list[int], list[int]]:
               ("block", files.get("block") or plan.block, os.R_OK | os.W_OK)]
     denied: list[tuple[str, str, int]] = []
     denied_devices: list[str] = []
+    unshared: list[tuple[str, str]] = []
     os.setgroups(groups)
     os.setegid(plan.gid)
     os.seteuid(plan.uid)
@@ -83,9 +84,15 @@ def prepare(plan: Plan) -> tuple[Plan, list[int], list[int]]:
         for what, path, mode in wanted:
             if path and not _can_open(path, mode):
                 denied.append((what, path, mode))
+        # A shared directory is the monitor's to open, as this user: say so now, not in its words.
+        unshared = [(m[2], m[1]) for m in plan.mounts
+                    if m[0] in ("share", "root") and not _can_open(m[1], os.R_OK | os.X_OK)]
     finally:
         os.seteuid(0)
         os.setegid(0)
+    if unshared:
+        destination, source = unshared[0]
+        raise _errors.HostError(f"mount {destination}: uid {plan.uid} cannot read its source {source}")
     for device in denied_devices:
         st = os.stat(device)
         if (st.st_mode >> 3) & 0o6 == 0o6:
