@@ -534,15 +534,29 @@ static void set_console_mode(int terminal)
 	tcsetattr(0, TCSANOW, &t);
 }
 
+/* The standard streams are the console device, or nothing: a /dev/console that the
+ * image carried as a regular file (Docker's init layer has one) must not become them. */
+static int is_console(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
+}
+
 static void ensure_console(void)
 {
 	int fd;
 
-	if (fcntl(0, F_GETFD) >= 0 && fcntl(1, F_GETFD) >= 0 && fcntl(2, F_GETFD) >= 0)
+	if (is_console(0) && is_console(1) && is_console(2))
 		return;
-	fd = open("/dev/console", O_RDWR | O_NOCTTY);
+	fd = open("/dev/console", O_RDWR | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return;
+	if (!is_console(fd)) {
+		close(fd);
+		return;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	dup2(fd, 0);
 	dup2(fd, 1);
 	dup2(fd, 2);
@@ -631,6 +645,7 @@ int main(void)
 
 	ensure_console();
 	mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+	ensure_console(); /* again, from devtmpfs, if the initramfs had no console device */
 	load_modules();
 
 	args = read_file(URUNC_DIR "/args", &args_len);

@@ -127,6 +127,10 @@ class Linux(Guest):
         entries += mount_entries(plan.mounts)
         out = os.path.join(plan.state_dir, INITRD)
         exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
+        # Docker's init layer puts an empty regular file at /dev/console (a mount point for
+        # runc): packed, it would replace the kernel's console device and the guest's output
+        # would go into that file.
+        exclude.append(os.path.join(plan.rootfs, "dev", "console"))
         initrd.write_initrd(Path(out), None if plan.block or shared_root else Path(plan.rootfs), entries,
                             exclude=tuple(Path(p) for p in exclude))
         files = dict(plan.files)
