@@ -1,12 +1,11 @@
-"""Boots under firecracker, solo5-hvt and solo5-spt, wherever the binary is on PATH.
+"""Boots under firecracker, wherever the binary is on PATH.
 
-None of them is obtainable on the reference machine, so there these tests
-skip with that reason and the monitors are proven by their golden argv
-(tests/unit/test_golden_argv.py). Where the binary exists, a guest kernel for
-it is named by an environment variable (URUNC_TEST_KERNEL_FIRECRACKER: a
-Unikraft kernel for Firecracker; URUNC_TEST_KERNEL_HVT / _SPT: a Solo5
-hello-world built for that tender); the monitor runs the argv urunc builds
-and must exit 0 and print the guest's output.
+Firecracker is not obtainable on the reference machine, so there this test
+skips with that reason and the monitor is proven by its golden argv
+(tests/unit/test_golden_argv.py). Where the binary exists, a Unikraft kernel
+for it is named by URUNC_TEST_KERNEL_FIRECRACKER; the monitor runs the argv
+urunc builds and must exit 0 and print the guest's output. The Solo5 tenders
+boot Solo5's own test programs in tests/real/.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from _plans import plan  # noqa: E402
 
 from urunc import guests, monitors  # noqa: E402
 
-CASES = [("firecracker", "firecracker", "unikraft", True), ("hvt", "solo5-hvt", "solo5", True),
-         ("spt", "solo5-spt", "solo5", False)]
+CASES = [("firecracker", "firecracker", "unikraft", True)]
 
 
 @pytest.mark.parametrize("monitor, binary, guest, needs_kvm", CASES, ids=[c[0] for c in CASES])

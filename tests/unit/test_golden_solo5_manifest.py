@@ -115,7 +115,7 @@ KERNEL = elf_with_note(manifest_desc([(b"service0", NET), (b"storage", BLOCK)]))
 def test_create_attaches_the_declared_names(tmp_path: object) -> None:
     plan = build(str(tmp_path), {"unikernelType": "mirage", "hypervisor": "spt", "block": "/disk.img"},
                  kernel=KERNEL, files={"disk.img": b"d"})
-    assert plan.guest == "solo5" and plan.devices == {"net": "service0", "block": "storage"}
+    assert plan.guest == "mirage" and plan.devices == {"net": "service0", "block": "storage"}
 
 
 def test_annotations_override_the_manifest(tmp_path: object) -> None:

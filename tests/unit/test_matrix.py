@@ -9,10 +9,10 @@ from _bundles import build
 
 from urunc import _errors, guests, monitors
 
-MINE = ("unikraft", "solo5", "rumprun", "osv", "mewz")
+MINE = ("unikraft", "solo5", "mirage", "rumprun", "osv", "mewz")
 SUPPORTED = {
     ("unikraft", "qemu"), ("unikraft", "firecracker"),
-    ("solo5", "hvt"), ("solo5", "spt"),
+    ("solo5", "hvt"), ("solo5", "spt"), ("mirage", "hvt"), ("mirage", "spt"),
     ("rumprun", "hvt"), ("rumprun", "spt"),
     ("osv", "qemu"), ("osv", "firecracker"),
     ("mewz", "qemu"),
@@ -27,12 +27,27 @@ def test_matrix_lists_the_declared_pairs() -> None:
         assert monitor in guests.get(guest).monitors and monitor in monitors.names()
 
 
-def test_mirage_is_solo5() -> None:
-    assert guests.get("mirage") is guests.get("solo5")
+def test_mirage_is_a_guest_type_of_its_own_on_solo5() -> None:
+    mirage, solo5 = guests.get("mirage"), guests.get("solo5")
+    assert mirage is not solo5 and mirage.name == "mirage" and isinstance(mirage, type(solo5))
+    assert "mirage" in guests.names() and "solo5" in guests.names()
 
 
-REJECTED = [(g, m) for g in MINE + ("mirage",) for m in monitors.names()
-            if (guests.ALIASES.get(g, g), m) not in SUPPORTED]
+@pytest.mark.parametrize("alias, monitor", [("solo5-hvt", "hvt"), ("solo5-spt", "spt"), ("hvt", "hvt"),
+                                            ("spt", "spt")])
+def test_the_design_and_go_spellings_name_the_same_tender(tmp_path: object, alias: str, monitor: str) -> None:
+    assert monitors.get(alias) is monitors.get(monitor)
+    p = build(str(tmp_path), {"unikernelType": "solo5", "hypervisor": alias, "netDevice": "service0"})
+    assert p.monitor == monitor          # the Plan, config.toml's [monitors.NAME] and the init see one name
+
+
+def test_unknown_monitor_fails_in_one_line_naming_it(tmp_path: object) -> None:
+    with pytest.raises(_errors.PlanError, match="unknown monitor 'solo5-xyz'") as info:
+        build(str(tmp_path), {"unikernelType": "solo5", "hypervisor": "solo5-xyz"})
+    assert "\n" not in str(info.value)
+
+
+REJECTED = [(g, m) for g in MINE for m in monitors.names() if (g, m) not in SUPPORTED]
 
 
 @pytest.mark.parametrize("guest, monitor", REJECTED, ids=[f"{g}-{m}" for g, m in REJECTED])
@@ -41,7 +56,7 @@ def test_unsupported_pair_fails_at_create_naming_both(tmp_path: object, guest: s
         build(str(tmp_path), {"unikernelType": guest, "hypervisor": monitor})
     message = str(info.value)
     assert "\n" not in message
-    assert guests.ALIASES.get(guest, guest) in message and f"monitor {monitor}" in message
+    assert f"guest type {guest} " in message and f"monitor {monitor}" in message
 
 
 def test_missing_monitor_binary_fails_at_create(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,9 @@ from urunc.guests import Guest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from urunc.host.initrd import InitrdEntry
     from urunc.unikernel.net import NetInfo
     from urunc.unikernel.plan import Plan
 
@@ -33,7 +36,7 @@ INITRD = "initrd.cpio"
 NINEP_ROOT = "9p rootfs trans=virtio,version=9p2000.L,msize=524288,cache=loose"
 
 
-def mount_entries(mounts: tuple[tuple[object, ...], ...]) -> list[object]:
+def mount_entries(mounts: tuple[tuple[Any, ...], ...]) -> list[InitrdEntry]:
     """``/.urunc/mounts`` for the init (``guests/linux/README.md``): per mount four
     NUL-terminated fields KIND SOURCE DESTINATION ro|rw, in mounting order; KIND ``9p``
     (SOURCE: the mount tag), ``file`` (SOURCE: N, the copy at ``/.urunc/files/N``) or
@@ -47,7 +50,7 @@ def mount_entries(mounts: tuple[tuple[object, ...], ...]) -> list[object]:
         return []
     tags = {id(m): tag for tag, m in _mounts.shares(mounts)}
     fields: list[str] = []
-    entries: list[object] = []
+    entries: list[InitrdEntry] = []
     for index, mount in enumerate(mounts):
         kind, source, destination, readonly, options = mount
         if kind == "root":

@@ -19,6 +19,9 @@ _MODULES = {
     "hvt": "urunc.monitors.hvt",
     "spt": "urunc.monitors.spt",
 }
+# Other spellings of com.urunc.unikernel.hypervisor: the design document's names for the Solo5
+# tenders (the Go urunc's are the canonical hvt and spt). A Plan always holds the canonical name.
+ALIASES = {"solo5-hvt": "hvt", "solo5-spt": "spt"}
 
 
 class Monitor:
@@ -58,9 +61,10 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Monitor:
-    module_name = _MODULES.get(name)
+    module_name = _MODULES.get(ALIASES.get(name, name))
     if module_name is None:
-        raise _errors.PlanError(f"unknown monitor {name!r}", hint=f"known: {', '.join(names())}")
+        raise _errors.PlanError(f"unknown monitor {name!r}",
+                                hint=f"known: {', '.join(sorted([*_MODULES, *ALIASES]))}")
     module = __import__(module_name, fromlist=["MONITOR"])
     monitor: Monitor = module.MONITOR
     return monitor

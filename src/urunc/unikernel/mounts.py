@@ -54,7 +54,7 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_PATH = 4096
 _BIND = ("bind", "rbind")
 
-Mount = tuple  # (kind, source, destination, readonly, options)
+Mount = tuple[str, str, str, bool, str]  # (kind, source, destination, readonly, options)
 
 
 def _destination(raw: Any, index: int) -> str:

@@ -1,0 +1,110 @@
+"""Fixtures for tests with real third-party unikernels from ../shared/unikernels (see its README.md).
+
+The folder sits beside the project (CI has it; a bare clone does not): every
+test here takes the ``shared`` fixture, which skips with the reason
+"../shared/unikernels not present" when it is absent. The Solo5 tenders are
+found the way a user installs them: on PATH (``make tenders`` installs them
+from that folder into /usr/local/bin); the seccomp tests run the folder's own
+tender directly. Containerd tests get a private containerd and CNI network of
+their own (tests/helpers/containerd.py, tests/helpers/cni.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from _real import SHARED, SOLO5, TENDER_PATH, kvm_usable  # noqa: E402
+
+from tests.helpers.bundles import URUNC  # noqa: E402
+from tests.helpers.cni import CniNetwork, CniSetupUnavailable, install_cni, remove_cni  # noqa: E402
+from tests.helpers.containerd import Containerd, start_containerd, stop_containerd  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/unikernels not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tenders(shared: Path) -> dict[str, str]:
+    """solo5-hvt and solo5-spt as installed on PATH, the way urunc finds them."""
+    found = {}
+    for name in ("solo5-hvt", "solo5-spt"):
+        path = shutil.which(name, path=TENDER_PATH)
+        if path is None:
+            pytest.skip(f"{name} not on PATH (make tenders installs it from {SOLO5})")
+        found[name] = path
+    return found
+
+
+@pytest.fixture(params=["hvt", "spt"])
+def monitor(request: pytest.FixtureRequest, tenders: dict[str, str]) -> str:
+    """Each test runs on both tenders; hvt needs /dev/kvm."""
+    if request.param == "hvt" and not kvm_usable():
+        pytest.skip("solo5-hvt needs /dev/kvm")
+    return str(request.param)
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> Iterator[Path]:
+    """A private --root; at teardown, any container left in it is force-deleted."""
+    if not os.access(URUNC, os.X_OK):
+        pytest.skip(f"{URUNC} is not installed (run make install)")
+    root = tmp_path / "state"
+    yield root
+    if root.exists():
+        for entry in root.iterdir():
+            subprocess.run([URUNC, "--root", str(root), "delete", "--force", entry.name],
+                           capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture(scope="session")
+def containerd(shared: Path) -> Iterator[Containerd]:
+    missing = [b for b in ("containerd", "ctr") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed (apt-get install containerd)")
+    if os.geteuid() != 0:
+        pytest.skip("a private containerd needs root")
+    ctd = start_containerd()
+    try:
+        yield ctd
+    finally:
+        for problem in stop_containerd(ctd):
+            warnings.warn(f"private containerd teardown: {problem}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def cni() -> Iterator[CniNetwork]:
+    if os.geteuid() != 0:
+        pytest.skip("installing a CNI network needs root")
+    try:
+        net = install_cni()
+    except CniSetupUnavailable as exc:
+        pytest.skip(f"CNI network unavailable: {exc}")
+    try:
+        yield net
+    finally:
+        remove_cni(net)
+
+
+@pytest.fixture
+def unique_id(request: pytest.FixtureRequest) -> str:
+    name = request.node.name.removeprefix("test_")
+    short = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:24].strip("-") or "x"
+    return f"r-{short}-{secrets.token_hex(3)}"
