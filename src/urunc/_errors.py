@@ -1,7 +1,7 @@
 """Every error urunc reports, as one tree.
 
     UruncError                      one-line message, exit code 1
-    ├── UsageError                  bad command line
+    ├── UsageError                  bad command line (exit code 1 too, as runc's)
     ├── ContainerError              the container named on the command line
     │   ├── NotFound                "container X does not exist" (containerd matches that text)
     │   ├── AlreadyExists
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 class UruncError(Exception):
@@ -37,7 +36,7 @@ class UruncError(Exception):
 
 
 class UsageError(UruncError):
-    exit_code = EXIT_USAGE
+    pass
 
 
 class ContainerError(UruncError):

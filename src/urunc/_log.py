@@ -49,7 +49,7 @@ def _write(level: str, message: str) -> None:
 
 def error(message: str) -> None:
     """One line on stderr and in the log file."""
-    message = " ".join(message.split("\n"))
+    message = " ".join(message.splitlines())  # \r too: a name from an image must not rewrite the line
     try:
         sys.stderr.write(f"urunc: {message}\n")
         sys.stderr.flush()

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name = COMMANDS.get(ctx.command)
     if module_name is None:
         _log.error(f"unknown command {ctx.command}")
-        return _errors.EXIT_USAGE
+        return _errors.EXIT_ERROR
     try:
         module = __import__(module_name, fromlist=["run"])
         _timestamps.mark("command-imported")

@@ -143,15 +143,15 @@ def test_monitor_sigkilled_is_stopped_with_137_in_task_ls(ctd: Containerd, uniqu
     _assert_no_trace(ctd, unique_id, pid)
 
 
-def test_ctr_kill_sigterm_stops_the_guest_after_the_grace_period(ctd: Containerd, unique_id: str) -> None:
+def test_ctr_kill_sigterm_stops_the_guest(ctd: Containerd, unique_id: str) -> None:
     pid = _run_detached(ctd, unique_id)
     try:
         began = time.monotonic()
-        ctd.ctr("task", "kill", unique_id)  # SIGTERM: power button, then SIGTERM after the grace
+        # SIGTERM: the sample guest never enables its power button, so the signal goes at
+        # once (tests/runtime/test_signals.py has the power-button and grace-period cases).
+        ctd.ctr("task", "kill", unique_id)
         assert time.monotonic() - began < 2
-        assert _task(ctd, unique_id) == (pid, "RUNNING")
         _wait_task(ctd, unique_id, "STOPPED")
-        assert time.monotonic() - began >= GRACE - 0.1
         ctd.ctr("task", "delete", unique_id, check=False)
     finally:
         ctd.ctr("task", "delete", "--force", unique_id, check=False)

@@ -265,7 +265,7 @@ def test_native_kill_signals_created_and_running_containers(tmp_path: Path, stat
     for args in (("nk3", "NOPE"), ("nk3", "RTMIN+1"), ("nk3", "0"), ("nk3", "KILL", "x"), ("nk3", "--all=true")):
         assert _python_s(_run(native_only, state_root, "kill", *args)), args
     bad = _run(URUNC, state_root, "kill", "nk3", "NOPE")
-    assert (bad.returncode, bad.stderr) == (2, "urunc: invalid signal NOPE\n")  # a usage error
+    assert (bad.returncode, bad.stderr) == (1, "urunc: invalid signal NOPE\n")  # a usage error: 1, as runc
     urunc(state_root, "start", "nk3", check=True)
     assert _python_s(_run(native_only, state_root, "kill", "nk3"))  # SIGTERM: QMP power-off first
     for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word

@@ -2,9 +2,11 @@
 
 The sample guest with `hello wait` stays up (halted, interrupts off) until
 QEMU is stopped from outside. Its `pc` machine has an ACPI power button but
-the guest does not handle it, so SIGTERM's power-down request through QMP is
-ignored and the fallback SIGTERM after the grace period is what stops it;
-QEMU reports each signal it terminates on, on the container's stderr.
+the guest never enables it (PM1_EN), so SIGTERM is passed on at once rather
+than pressing a button nobody hears and waiting out the grace period. Two
+small test guests do enable it: one powers off when it is pressed, one does
+not, and for that one the fallback SIGTERM after the grace period is what
+stops it. QEMU reports each signal it terminates on, on the container's stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ GRACE = 2
 # A guest that does handle the power button: it enables the PIIX4 power-button
 # event (PM1_EN), polls PM1_STS, and on a press enters S5 through PM1_CNT, which
 # makes QEMU exit 0. It busy-waits (one host core while it runs): for this test only.
+# With DEAF set it enables the button, says "waiting" and halts: it never acts on a press.
 ACPI_GUEST = r"""
 .text
 .globl _start
@@ -44,6 +47,11 @@ _start:
     out %ax, %dx
     mov $ready, %esi
     call puts
+#ifdef DEAF
+5:  cli
+    hlt
+    jmp 5b
+#endif
 1:  pause
     mov %ebx, %edx
     in %dx, %ax
@@ -76,18 +84,26 @@ off: .asciz "power button: powering off\n"
 """
 
 
-@pytest.fixture(scope="module")
-def acpi_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("acpi-guest")
+def _build_guest(work: Path, *defines: str) -> Path:
     (work / "guest.S").write_text(ACPI_GUEST)
     try:
-        subprocess.run(["gcc", "-m32", "-c", "-o", str(work / "guest.o"), str(work / "guest.S")],
-                       check=True, capture_output=True)
+        subprocess.run(["gcc", "-m32", *(f"-D{d}" for d in defines), "-c", "-o", str(work / "guest.o"),
+                        str(work / "guest.S")], check=True, capture_output=True)
         subprocess.run(["ld", "-m", "elf_i386", "-Ttext", "0x100000", "-e", "_start", "-o",
                         str(work / "guest.elf"), str(work / "guest.o")], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot build the ACPI test guest: {exc}")
     return work / "guest.elf"
+
+
+@pytest.fixture(scope="module")
+def acpi_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build_guest(tmp_path_factory.mktemp("acpi-guest"))
+
+
+@pytest.fixture(scope="module")
+def deaf_acpi_guest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build_guest(tmp_path_factory.mktemp("deaf-acpi-guest"), "DEAF")
 
 
 def _status(root: Path, cid: str) -> str:
@@ -164,8 +180,21 @@ def make_container(tmp_path: Path, state_root: Path) -> Iterator[object]:
         assert state_letter(container.pid) in ("gone", "Z")  # a zombie until its reaper gets to it
 
 
-def test_sigterm_asks_for_power_down_then_falls_back_to_the_signal(make_container: object) -> None:
-    c = make_container()  # type: ignore[operator]
+def test_sigterm_to_a_guest_that_never_enabled_its_power_button_is_the_signal_at_once(
+        make_container: object) -> None:
+    c = make_container(grace=30)  # type: ignore[operator]
+    assert (c.root / c.id / "qmp.sock").exists()
+    began = time.monotonic()
+    assert c.kill("TERM").returncode == 0
+    took = _wait_status(c.root, c.id, "stopped", 10)
+    assert took < 3, f"stopped after {time.monotonic() - began:.1f}s: the grace period was waited out"
+    assert b"terminating on signal 15" in c.err.read_bytes()
+    assert not processes_naming(str(c.root))  # no watchdog was left waiting for nothing
+
+
+def test_sigterm_asks_for_power_down_then_falls_back_to_the_signal(make_container: object,
+                                                                   deaf_acpi_guest: Path) -> None:
+    c = make_container(kernel=deaf_acpi_guest)  # type: ignore[operator]
     assert (c.root / c.id / "qmp.sock").exists()
     began = time.monotonic()
     result = c.kill("TERM")

@@ -151,8 +151,21 @@ def test_exec_and_shell_forms(keyword: str) -> None:
         "-c",
         "/k -v 'a b'",
     )
-    # Not valid JSON: docker falls back to the shell form, and so do we.
-    assert getattr(parse(f"{keyword} [/k, x]\n"), attr) == ("/bin/sh", "-c", "[/k, x]")
+
+
+@pytest.mark.parametrize("keyword", ["CMD", "ENTRYPOINT", "COPY"])
+@pytest.mark.parametrize("args", ['["hello"', "[/k, x]", '["a", 1]', '{"a": "b"}]', "[" * 5000 + "]" * 5000],
+                         ids=["unclosed", "unquoted", "non-string", "object", "deeply-nested"])
+def test_a_broken_json_form_is_an_error_not_a_shell_command(keyword: str, args: str) -> None:
+    # docker would run '["hello"' as a shell command; an image has no shell to run it.
+    if not args.startswith("["):
+        args = "[" + args
+    with pytest.raises(ImageBuildError) as info:
+        parse(f"{keyword} {args}\n")
+    message = str(info.value)
+    assert message.startswith(f"Containerfile:2: {keyword} starts with '[' but is not a JSON array of strings: ")
+    assert "\n" not in message and len(message) < 200
+    assert repr(args[:20])[1:-1] in message
 
 
 def test_empty_exec_form_cmd_is_kept() -> None:

@@ -6,22 +6,25 @@ import datetime
 import gzip
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _workdir
 from ._archive import Blob, oci_manifest, write_docker_archive, write_oci_archive
 from ._containerfile import Recipe, parse_containerfile
 from ._errors import ImageBuildError
-from ._layer import FILE, HashingWriter, LayerEntry, resolve_copies, write_layer
+from ._layer import FILE, HashingWriter, LayerEntry, open_regular, resolve_copies, write_layer
 from ._reference import ImageReference, parse_reference
-from ._urunc_json import URUNC_JSON, canonical_json, encode_urunc_json, urunc_labels
+from ._urunc_json import URUNC_JSON, URUNC_PREFIX, canonical_json, encode_urunc_json, urunc_labels
 
 FORMATS = ("oci", "docker")
 # zlib level 6: a fraction of level 9's time for unikernel binaries, nearly the same size.
 _GZIP_LEVEL = 6
 _COPY_CHUNK = 1 << 20
+MAX_CONTAINERFILE = 1 << 20
+# Labels naming a file the runtime opens in the rootfs: each must be one in the image.
+FILE_LABELS = ("binary", "initrd", "block")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,26 @@ class BuiltImage:
     diff_id: str
     output: Path
     format: str
+
+
+def read_containerfile(path: Path) -> str:
+    """The Containerfile's text; a FIFO, a device, a huge or a non-UTF-8 file is a one-line error.
+
+    Opened without blocking (a FIFO with no writer would wait forever), checked
+    with fstat, then read with a bound that holds whatever the file does.
+    """
+    with open_regular(path, "containerfile", follow=True) as f:
+        if os.fstat(f.fileno()).st_size > MAX_CONTAINERFILE:
+            raise ImageBuildError(f"containerfile {str(path)!r} is larger than {MAX_CONTAINERFILE} bytes")
+        data = f.read(MAX_CONTAINERFILE + 1)
+    if len(data) > MAX_CONTAINERFILE:
+        raise ImageBuildError(f"containerfile {str(path)!r} is larger than {MAX_CONTAINERFILE} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ImageBuildError(
+            f"containerfile {str(path)!r} is not utf-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})"
+        ) from None
 
 
 def source_date_epoch(environ: Mapping[str, str] | None = None) -> int:
@@ -109,18 +132,19 @@ def build_image(
     containerfile, context = Path(containerfile), Path(context)
     out = Path(output) if output is not None else default_output(tag)
     epoch = source_date_epoch() if epoch is None else epoch
-    try:
-        text = containerfile.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ImageBuildError(
-            f"cannot read containerfile {str(containerfile)!r}: {(exc.strerror or str(exc)).lower()}"
-        ) from None
+    text = read_containerfile(containerfile)
     source = str(containerfile)
     recipe = parse_containerfile(text, source)
     table = resolve_copies(recipe.copies, context, source)
     for workdir in recipe.workdirs:
         table.ensure_dir(workdir.strip("/"))
     annotations = urunc_labels(recipe.labels)
+    for key in FILE_LABELS:
+        value = annotations.get(URUNC_PREFIX + key)
+        if value and table.resolve_file(value) is None:
+            raise ImageBuildError(
+                f"{source}: label {URUNC_PREFIX}{key} names {value!r}, which is not a file in the image"
+            )
     if annotations:
         if table.get(URUNC_JSON) is not None:
             raise ImageBuildError(
@@ -137,8 +161,7 @@ def build_image(
 
     if not out.parent.is_dir():
         raise ImageBuildError(f"output directory does not exist: {str(out.parent)!r}")
-    with tempfile.TemporaryDirectory(prefix=".urunc-build-", dir=out.parent) as tmp:
-        work = Path(tmp)
+    with _workdir.scratch(out.parent) as work:
         layer_tar = work / "layer.tar"
         with open(layer_tar, "wb") as f:
             diff_id, tar_size = write_layer(table.entries(), f, epoch)

@@ -134,9 +134,9 @@ def parse_containerfile(text: str, source: str = "Containerfile") -> Recipe:
         elif kw == "ENV":
             env.update(_parse_pairs(ins.args, where))
         elif kw == "CMD":
-            cmd = _parse_command(ins.args)
+            cmd = _parse_command(ins.args, kw, where)
         elif kw == "ENTRYPOINT":
-            entrypoint = _parse_command(ins.args)
+            entrypoint = _parse_command(ins.args, kw, where)
         elif kw == "WORKDIR":
             workdir = posixpath.normpath(posixpath.join(workdir, ins.args))
             workdir = "/" + workdir.lstrip("/")
@@ -169,7 +169,7 @@ def _check_from(args: str, where: str) -> None:
 
 
 def _parse_copy(args: str, workdir: str, line: int, where: str) -> CopyStep:
-    words = _json_array(args)
+    words = _json_array(args, "COPY", where)
     if words is None:
         words = args.split()
     chmod: int | None = None
@@ -190,6 +190,9 @@ def _parse_copy(args: str, workdir: str, line: int, where: str) -> CopyStep:
             f"{where}: COPY needs at least one source and a destination: {args!r}"
         )
     *sources, dest = words
+    for word in words:
+        if "\0" in word:  # no path holds one (the JSON form can spell it \u0000)
+            raise ImageBuildError(f"{where}: COPY path contains a NUL byte: {word!r}")
     trailing = dest.endswith(("/", "/.")) or dest in (".", "..")
     resolved = posixpath.normpath(posixpath.join(workdir, dest))
     resolved = "/" + resolved.lstrip("/")
@@ -198,20 +201,29 @@ def _parse_copy(args: str, workdir: str, line: int, where: str) -> CopyStep:
     return CopyStep(sources=tuple(sources), dest=resolved, chmod=chmod, line=line)
 
 
-def _json_array(args: str) -> list[str] | None:
+def _json_array(args: str, keyword: str, where: str) -> list[str] | None:
+    """The exec (JSON) form's words, or None for the shell form.
+
+    Arguments that start with ``[`` are meant as the JSON form: docker quietly
+    runs a broken one (``CMD ["hello"``) as a shell command, which a unikernel
+    image has no shell for, so here it is an error naming the text.
+    """
     if not args.startswith("["):
         return None
     try:
         value = json.loads(args)
-    except json.JSONDecodeError:
-        return None
+    except (json.JSONDecodeError, RecursionError):
+        value = None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    return None
+    shown = args if len(args) <= 80 else args[:77] + "..."
+    raise ImageBuildError(
+        f"{where}: {keyword} starts with '[' but is not a JSON array of strings: {shown!r}"
+    )
 
 
-def _parse_command(args: str) -> tuple[str, ...]:
-    exec_form = _json_array(args)
+def _parse_command(args: str, keyword: str, where: str) -> tuple[str, ...]:
+    exec_form = _json_array(args, keyword, where)
     if exec_form is not None:
         return tuple(exec_form)
     return ("/bin/sh", "-c", args)

@@ -23,6 +23,7 @@ from ._errors import ImageBuildError
 
 DIR, FILE, SYMLINK = "dir", "file", "symlink"
 _IMPLICIT_DIR_MODE = 0o755
+_MAX_SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,39 @@ class LayerTable:
             raise ImageBuildError(
                 f"cannot make directory /{path}: a {entry.kind} is already there"
             )
+
+    def resolve_file(self, path: str) -> LayerEntry | None:
+        """The regular file PATH names in the layer, or None.
+
+        Symlinks are followed as the runtime follows them in the rootfs
+        (openat2 ``RESOLVE_IN_ROOT``): an absolute target starts at the
+        image's root and ``..`` stops there.
+        """
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        done: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            entry = self._entries.get("/".join([*done, part]))
+            if entry is None:
+                return None
+            if entry.kind == SYMLINK:
+                hops += 1
+                if hops > _MAX_SYMLINK_HOPS:
+                    return None
+                if entry.linkname.startswith("/"):
+                    done = []
+                parts = [p for p in entry.linkname.split("/") if p not in ("", ".")] + parts
+                continue
+            if entry.kind == FILE and parts:
+                return None
+            done.append(part)
+        entry = self._entries.get("/".join(done)) if done else None
+        return entry if entry is not None and entry.kind == FILE else None
 
     def put(self, entry: LayerEntry) -> None:
         self.ensure_dir(posixpath.dirname(entry.path))
@@ -232,7 +266,59 @@ def write_layer(
                 tar.addfile(info, io.BytesIO(entry.data))
             else:
                 assert entry.source is not None
-                with open(entry.source, "rb") as f:
+                with open_regular(entry.source, "COPY source") as f:
                     size = os.fstat(f.fileno()).st_size
-                    tar.addfile(tar_info(entry.path, FILE, entry.mode, size, mtime), f)
+                    try:
+                        tar.addfile(tar_info(entry.path, FILE, entry.mode, size, mtime), f)
+                    except OSError as exc:  # shrank while read: tarfile's "unexpected end of data"
+                        raise ImageBuildError(
+                            f"cannot read COPY source {str(entry.source)!r}: {str(exc).lower()}"
+                        ) from None
     return out.digest, out.size
+
+
+class RegularFile:
+    """A regular file open for reading by fd: ``read(n)`` returns n bytes unless at the end."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self, size: int) -> bytes:
+        chunks = []
+        while size > 0:
+            chunk = os.read(self.fd, min(size, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def __enter__(self) -> RegularFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def open_regular(path: Path, what: str, *, follow: bool = False) -> RegularFile:
+    """PATH opened for reading, if it is a regular file; never blocks on a FIFO or device.
+
+    The context was checked with lstat when the COPY steps were resolved, but
+    it may change before the layer is written: the open does not follow a
+    final symlink (unless FOLLOW) and does not wait for a FIFO's writer, and
+    fstat decides.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ImageBuildError(
+            f"cannot read {what} {str(path)!r}: {(exc.strerror or str(exc)).lower()}"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageBuildError(f"{what} {str(path)!r} is not a regular file")
+    return RegularFile(fd)

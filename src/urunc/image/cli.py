@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
+
+from . import _workdir
 
 EXIT_OK = 0
 EXIT_BUILD_FAILED = 1
@@ -46,6 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class Stopped(BaseException):
+    """A stop signal arrived: unwinds the build (its scratch directory goes) like KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    # The clean-up that follows must not be cut short by a second signal.
+    for sig in _workdir.STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from ._build import build_image
@@ -56,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         containerfile = args.context / "Containerfile"
         if not containerfile.exists() and (args.context / "Dockerfile").exists():
             containerfile = args.context / "Dockerfile"
+    handled = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _stop) for sig in _workdir.STOP_SIGNALS} if handled else {}
     try:
         image = build_image(
             containerfile, args.context, args.tag, args.output, args.format
@@ -63,6 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     except ImageBuildError as exc:
         print(f"urunc-build: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
+    except OSError as exc:  # what the build could not foresee (a full disk): one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"urunc-build: {(exc.strerror or str(exc)).lower()}{where}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    except Stopped as stop:
+        # Cleaned up; now end as the signal would have, so the caller sees what happened.
+        signal.signal(stop.signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [stop.signum])
+        os.kill(os.getpid(), stop.signum)
+        return 128 + stop.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     digest = image.manifest_digest or image.config_digest
     print(f"{image.name} {digest} {image.output}")
     return EXIT_OK
