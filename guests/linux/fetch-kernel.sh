@@ -4,7 +4,7 @@
 # compressed bzImage) and the virtio modules a urunc Linux guest needs.
 #
 # Usage: guests/linux/fetch-kernel.sh [BUILD_DIR]   (default: build/linux)
-# Idempotent: does nothing when BUILD_DIR/vmlinux and modules/order exist.
+# Idempotent: does nothing when BUILD_DIR/vmlinux and the same module list exist.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,7 +13,9 @@ out=${1:-$repo/build/linux}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-if [ -s "$out/vmlinux" ] && [ -s "$out/modules/order" ] && [ -s "$out/kernel-release" ]; then
+modules="virtio_mmio virtio_pci pvpanic_mmio virtio_net virtio_blk 9pnet_virtio 9p crc32c_generic ext4 virtio_console"
+if [ -s "$out/vmlinux" ] && [ -s "$out/modules/order" ] && [ -s "$out/kernel-release" ] \
+   && [ "$(cat "$out/modules/wanted" 2>/dev/null)" = "$modules" ]; then
     echo "fetch-kernel: $out already populated ($(cat "$out/kernel-release"))"
     exit 0
 fi
@@ -35,8 +37,9 @@ python3 "$here/extract-vmlinux.py" "$out/pkg/boot/vmlinuz-$release" "$out/vmlinu
 mv "$out/vmlinux.tmp" "$out/vmlinux"
 cp "$out/pkg/boot/config-$release" "$out/config"
 
-python3 "$here/collect-modules.py" "$out/pkg/lib/modules/$release" "$out/modules" \
-    virtio_mmio virtio_pci pvpanic_mmio virtio_net virtio_blk 9pnet_virtio 9p crc32c_generic ext4
+# shellcheck disable=SC2086 # the module names are words
+python3 "$here/collect-modules.py" "$out/pkg/lib/modules/$release" "$out/modules" $modules
+echo "$modules" > "$out/modules/wanted"
 echo "$release" > "$out/kernel-release"
 rm -rf "$out/pkg"  # 400 MB; the .deb stays in $out/deb for a re-run
 echo "fetch-kernel: done: $out/vmlinux, $(wc -l < "$out/modules/order") modules"

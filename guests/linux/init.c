@@ -46,6 +46,10 @@
 #define EXIT_NOT_FOUND 127
 
 static pid_t app_pid;
+static int exec_ports;
+
+int agent_ports(const char *count_file); /* agent.c */
+void agent_start(int wanted);
 
 static void say(const char *fmt, ...)
 {
@@ -566,7 +570,7 @@ static void ensure_console(void)
 
 /* execvp with an explicit environment and PATH. Returns the errno of the
  * most telling failure. */
-static int exec_path(char **argv, char **envp)
+int exec_path(char **argv, char **envp)
 {
 	const char *path = NULL;
 	char buf[4096];
@@ -660,6 +664,7 @@ int main(void)
 	terminal = access(URUNC_DIR "/tty", F_OK) == 0;
 
 	read_volumes();
+	exec_ports = agent_ports(URUNC_DIR "/exec");
 	if (switch_root() < 0)
 		vm_exit(EXIT_INIT_FAILED);
 	mount_api_filesystems();
@@ -669,6 +674,7 @@ int main(void)
 	set_hostname();
 	configure_network();
 	mount_volumes(); /* after the network: an engine's /etc/resolv.conf wins over ours */
+	agent_start(exec_ports); /* execs see what the application sees */
 	reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del becomes SIGINT to init */
 
 	memset(&sa, 0, sizeof(sa));

@@ -41,7 +41,7 @@ COMMANDS: dict[str, str] = {
     "list": "urunc.commands.list",
     "ps": "urunc.commands.ps",
     "features": "urunc.commands.features",
-    "exec": "urunc.commands.unsupported",
+    "exec": "urunc.commands.exec",
     "pause": "urunc.commands.unsupported",
     "resume": "urunc.commands.unsupported",
     "update": "urunc.commands.unsupported",
@@ -148,6 +148,8 @@ def parse(argv: Sequence[str]) -> tuple[Context, Args]:
     while i < n:
         arg = argv[i]
         i += 1
+        if ctx.command == "exec" and args.positional:
+            positional_only = True  # `exec [options] ID COMMAND [ARG...]`: the rest is the command's
         if positional_only or not arg.startswith("-") or arg == "-":
             args.positional.append(arg)
             continue

@@ -32,6 +32,7 @@ class Guest:
     storage: frozenset[str] = frozenset()   # "initrd", "block", "sharedfs"
     network = True
     share_rootfs_from = 0                   # rootfs bytes from which it is shared by default; 0: never
+    exec_ports = 0                          # host <-> guest exec channels it serves (linux_exec.py)
     default_memory_mib = 64
     qemu_machine = "pc"
     qemu_devices: tuple[str, ...] = ()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 from urunc import _errors
-from urunc.guests import Guest
+from urunc.guests import Guest, linux_exec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class Linux(Guest):
     # From this rootfs size on, share it over 9p instead of copying it into the initramfs
     # (README: the measured crossover); mountRootfs=true/false decides whatever the size.
     share_rootfs_from = 32 * 1024 * 1024
+    exec_ports = linux_exec.PORTS  # concurrent execs; more wait for a free port
     qemu_machine = "microvm"
     # isa-debug-exit carries the application's exit status out of the VM; pvpanic turns a
     # guest kernel panic into QEMU exit status 1 instead of a clean-looking reboot.
@@ -120,6 +121,11 @@ class Linux(Guest):
             root = NINEP_ROOT
         if any(m[0] in ("share", "root") for m in plan.mounts):
             wanted += ["9pnet_virtio", "9p"]
+        from urunc import monitors
+
+        exec_ports = self.exec_ports if monitors.get(plan.monitor).channel else 0
+        if exec_ports:
+            wanted.append("virtio_console")
         entries = initrd.urunc_init_entries(
             init=init, args=plan.args, env=plan.env, cwd=plan.cwd,
             hostname=plan.hostname or None,
@@ -128,6 +134,8 @@ class Linux(Guest):
             modules=modules if modules.is_dir() else None, module_names=wanted, root=root,
         )
         entries += mount_entries(plan.mounts)
+        if exec_ports:
+            entries.append(initrd.InitrdEntry.file("/.urunc/exec", f"{exec_ports}\n".encode()))
         out = os.path.join(plan.state_dir, INITRD)
         exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
         # Docker's init layer puts an empty regular file at /dev/console (a mount point for

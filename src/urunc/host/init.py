@@ -602,5 +602,11 @@ def _prepare_start(plan: Plan) -> tuple[list[str], list[int]]:
             fd = qmp.listen(path)
             fds.append(fd)
             plan = plan.replace(files={**plan.files, "qmp_fd": str(fd)})
+    if guest.exec_ports and monitor.channel:
+        from urunc.guests import linux_exec
+
+        exec_fds = linux_exec.listen_all(plan.state_dir)
+        fds += exec_fds
+        plan = plan.replace(files={**plan.files, "exec_fds": ",".join(map(str, exec_fds))})
     guest.start_files(plan, net)
     return monitor.argv(plan, guest, net), fds

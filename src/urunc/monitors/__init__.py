@@ -28,6 +28,7 @@ class Monitor:
     name = ""
     binary = ""
     storage: frozenset[str] = frozenset({"initrd", "block"})
+    channel = False  # serial ports for a host <-> guest channel (a Linux guest's exec)
 
     def find_binary(self, cfg: Config) -> str:
         """The monitor binary: config.toml's ``path``, else PATH; missing fails at create."""

@@ -50,6 +50,7 @@ class Qemu(Monitor):
     name = "qemu"
     binary = "qemu-system-x86_64"
     storage = frozenset({"initrd", "block", "sharedfs"})
+    channel = True
 
     def choose_accel(self, cfg: Config) -> str:
         accel = cfg.accel(self.name)
@@ -89,6 +90,7 @@ class Qemu(Monitor):
             argv += ["-drive", f"file={_escape_opt(block)},if=none,id=d0,format=raw",
                      "-device", f"virtio-blk-{virtio},drive=d0{guest.qemu_virtio_opts}"]
         argv += _shares(plan, virtio)
+        argv += _channel(plan, virtio)
         for device in guest.qemu_devices:
             argv += ["-device", device]
         argv += guest.qemu_extra
@@ -124,6 +126,20 @@ def _shares(plan: Plan, virtio: str) -> list[str]:
         readonly = ",readonly=on" if mount[3] else ""
         argv += ["-fsdev", f"local,id=fs{index},path={_escape_opt(mount[1])},security_model={model}{readonly}",
                  "-device", f"virtio-9p-{virtio},fsdev=fs{index},mount_tag={tag}"]
+    return argv
+
+
+def _channel(plan: Plan, virtio: str) -> list[str]:
+    """The exec channel's virtio-serial ports, ``urunc.exec.N``, each on a socket the init
+    bound (``files["exec_fds"]``: inherited fds, so they exist before QEMU does)."""
+    fds = [fd for fd in plan.files.get("exec_fds", "").split(",") if fd]
+    if not fds:
+        return []
+    argv = ["-device", f"virtio-serial-{virtio},id=urunc-ser,max_ports={len(fds) + 1}"]
+    for index, fd in enumerate(fds):
+        argv += ["-chardev", f"socket,id=exec{index},fd={fd},server=on,wait=off",
+                 "-device", f"virtserialport,bus=urunc-ser.0,chardev=exec{index},name=urunc.exec.{index},"
+                            f"nr={index + 1}"]
     return argv
 
 
