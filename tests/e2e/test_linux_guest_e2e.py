@@ -95,3 +95,68 @@ def test_ctr_mounts_reach_the_guest_read_write_and_read_only(containerd: Contain
     assert result.stdout == "setting=1\nsetting=1\nro\n"
     assert (data / "result").read_text() == "out\n"
     assert not (config / "y").exists()
+
+
+def _running(containerd: Containerd, image: str, cid: str) -> None:
+    containerd.ctr("run", "-d", "--runtime", RUNTIME, image, cid, "sh", "-c", "echo up; exec sleep 100000",
+                   timeout=120)
+    deadline = time.monotonic() + 60
+    while True:  # the guest's agent is up once an exec answers
+        probe = containerd.ctr("task", "exec", "--exec-id", "probe", cid, "true", check=False, timeout=60)
+        if probe.returncode == 0:
+            return
+        assert time.monotonic() < deadline, probe.stderr
+        time.sleep(0.5)
+
+
+def _remove(containerd: Containerd, cid: str) -> None:
+    containerd.ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
+    containerd.ctr("task", "delete", "-f", cid, check=False)
+    containerd.ctr("container", "rm", cid, check=False)
+
+
+def test_ctr_task_exec_runs_in_the_guest_with_its_output_and_exit_code(
+        containerd: Containerd, linux_image: str, unique_id: str) -> None:
+    _running(containerd, linux_image, unique_id)
+    try:
+        result = containerd.ctr("task", "exec", "--exec-id", "e1", unique_id, "sh", "-c",
+                                "echo in-guest; cat /proc/1/cmdline; exit 5", check=False, timeout=60)
+        assert result.returncode == 5, result.stderr
+        assert result.stdout.startswith("in-guest\n/.urunc/init")
+    finally:
+        _remove(containerd, unique_id)
+
+
+def test_ctr_task_exec_tty_gives_an_interactive_shell(containerd: Containerd, linux_image: str,
+                                                      unique_id: str) -> None:
+    import pty
+    import select
+
+    _running(containerd, linux_image, unique_id)
+    try:
+        pid, master = pty.fork()
+        if pid == 0:
+            os.execvp("ctr", ["ctr", "--address", containerd.address, "-n", containerd.namespace, "task", "exec",
+                              "-t", "--exec-id", "tty1", unique_id, "sh"])
+        seen = b""
+
+        def until(needle: bytes, timeout: float = 60) -> None:
+            nonlocal seen
+            deadline = time.monotonic() + timeout
+            while needle not in seen:
+                assert time.monotonic() < deadline, seen
+                ready, _, _ = select.select([master], [], [], 1)
+                if ready:
+                    try:
+                        seen += os.read(master, 4096)
+                    except OSError:
+                        break
+        until(b"# ")  # the guest shell's prompt
+        os.write(master, b"tty; stty size; echo done-$((6*7))\r")
+        until(b"done-42")
+        assert b"/dev/pts/" in seen
+        os.write(master, b"exit 3\r")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        _remove(containerd, unique_id)

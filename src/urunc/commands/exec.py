@@ -135,7 +135,11 @@ def _relay(sock: int, process: dict[str, Any], terminal: bool, console_socket: s
             import termios
 
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # its resizes reach us as SIGWINCH
-            stdin = stdout = stderr = slave
+            # The terminal is the process's only stream: what we inherited (the caller collects
+            # the output of a console exec until EOF, as containerd's shim does) must close.
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            os.close(slave)
         saved_mode = _raw(stdin)
     rows, cols = _window(stdin) if terminal else (0, 0)
     size = process.get("consoleSize") or {}
