@@ -285,6 +285,52 @@ class Bench:
                 "memory_mib": plan["memory_mib"], "shared_root": any(m[0] == "root" for m in plan["mounts"])}
 
     # -- sections ---------------------------------------------------------------------------
+    def section_exec(self) -> dict[str, Any]:
+        """`ctr task exec ... true`: into a Linux-guest container (urunc) and a busybox one (runc)."""
+        if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
+            return {"skipped": "no linux guest kernel installed (make install)"}
+        from tests.helpers.containerd import private_containerd
+        from tests.helpers.rootfs import busybox_rootfs
+        from urunc.image import build_image
+
+        ctx = self.work / "exec-image"
+        busybox_rootfs(ctx / "rootfs")
+        (ctx / "Containerfile").write_text(
+            "FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
+            'com.urunc.unikernel.hypervisor=qemu\nCMD ["sleep", "100000"]\n')
+        tar = build_image(ctx / "Containerfile", ctx / "rootfs", "urunc-bench-linux:latest",
+                          self.work / "linux.tar").output
+        urunc_times: list[float] = []
+        runc_times: list[float] = []
+        with private_containerd() as ctd:
+            ctd.ctr("image", "import", str(tar), timeout=120)
+            image = "docker.io/library/urunc-bench-linux:latest"
+            guest, plain = self.new_id("ex-uk"), self.new_id("ex-runc")
+            ctd.seen_ids.update((guest, plain))
+            ctd.ctr("run", "-d", "--runtime", "io.containerd.urunc.v2", image, guest, timeout=120)
+            ctd.ctr("run", "-d", image, plain, "sleep", "100000", timeout=120)
+            try:
+                deadline = time.monotonic() + 90
+                while ctd.ctr("task", "exec", "--exec-id", "ready", guest, "true", check=False,
+                              timeout=60).returncode != 0:
+                    if time.monotonic() > deadline:
+                        raise BenchError("the linux guest's exec agent never answered")
+                    time.sleep(0.5)
+                runs = max(2, min(self.opts.runs, 30))
+                for i in range(runs):
+                    urunc_times.append(timed_run(ctd.ctr_argv("task", "exec", "--exec-id", f"u{i}", guest, "true"),
+                                                 timeout=RUN_TIMEOUT))
+                    runc_times.append(timed_run(ctd.ctr_argv("task", "exec", "--exec-id", f"r{i}", plain, "true"),
+                                                timeout=RUN_TIMEOUT))
+            finally:
+                for cid in (guest, plain):
+                    ctd.ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
+                    ctd.ctr("task", "delete", "-f", cid, check=False)
+                    ctd.ctr("container", "rm", cid, check=False)
+        return {"runs": len(urunc_times), "urunc_linux_guest_ms": summary(urunc_times),
+                "runc_ms": summary(runc_times),
+                "pairs": {"urunc_minus_runc_ms": pairwise(urunc_times, runc_times, "diff")}}
+
     def section_large_rootfs(self) -> dict[str, Any]:
         """A busybox Linux guest against the same with --large-mib more rootfs, run alternately."""
         if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
@@ -684,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.setup()
         sections = (("start_path", bench.section_start_path), ("commands", bench.section_commands),
                     ("containerd", bench.section_containerd), ("density", bench.section_density),
-                    ("large_rootfs", bench.section_large_rootfs))
+                    ("large_rootfs", bench.section_large_rootfs), ("exec", bench.section_exec))
         for name, fn in sections:
             t = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)

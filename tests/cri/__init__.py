@@ -113,6 +113,11 @@ class CriClient:
         self._call("StopContainer", self.pb.StopContainerRequest(container_id=container_id, timeout=timeout),
                    timeout=self.timeout + timeout)
 
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: int = 30) -> Any:
+        """ExecSync: what a kubelet exec probe calls; (stdout, stderr, exit_code) in the response."""
+        req = self.pb.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
+        return self._call("ExecSync", req, timeout=self.timeout + timeout)
+
     def remove_container(self, container_id: str) -> None:
         self._call("RemoveContainer", self.pb.RemoveContainerRequest(container_id=container_id))
 

@@ -439,3 +439,34 @@ def test_linux_guest_pod_volumes_hostpath_read_only_and_a_writable_dir(
     finally:
         _remove_pod(cri, pod_id)
     _assert_nothing_left(pod_id, ids, netns)
+
+
+def test_exec_sync_and_an_exec_readiness_probe_run_in_the_linux_guest(
+        cri: CriClient, log_dir: Path, linux_image: str) -> None:
+    api = cri.api
+    config = pod_config(api, "linux-exec", log_dir, uid=_uid())
+    pod_id = cri.run_pod_sandbox(config, HANDLER)
+    ids: list[str] = []
+    try:
+        _ip, _pause_pid, netns = _pod_facts(cri, pod_id)
+        cid = cri.create_container(pod_id, container_config(
+            api, "app", linux_image, command=["sh", "-c", "sleep 2; touch /tmp/ready; exec sleep 100000"]), config)
+        ids.append(cid)
+        cri.start_container(cid)
+        # A readiness probe as the kubelet runs it: ExecSync until it succeeds.
+        deadline = time.monotonic() + 90
+        while True:
+            probe = cri.exec_sync(cid, ["cat", "/tmp/ready"], timeout=20)
+            if probe.exit_code == 0:
+                break
+            assert time.monotonic() < deadline, (probe.exit_code, probe.stderr)
+            time.sleep(1)
+        result = cri.exec_sync(cid, ["sh", "-c", "echo out; echo err >&2; cat /proc/1/cmdline; exit 4"])
+        assert result.exit_code == 4
+        assert result.stdout.startswith(b"out\n/.urunc/init")
+        assert result.stderr == b"err\n"
+        cri.stop_container(cid, timeout=0)
+        cri.remove_container(cid)
+    finally:
+        _remove_pod(cri, pod_id)
+    _assert_nothing_left(pod_id, ids, netns)

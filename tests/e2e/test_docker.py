@@ -174,21 +174,45 @@ def test_docker_user_and_seccomp_reach_the_monitor(dockerd: Dockerd) -> None:
         dockerd.docker("rm", "-f", cid, check=False)
 
 
-def test_docker_volume_reaches_a_linux_guest_read_only_and_read_write(
-        dockerd: Dockerd, busybox_root: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def docker_linux_image(dockerd: Dockerd, busybox_root: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
         pytest.skip("the Linux guest kernel is not installed (run make install)")
-    containerfile = tmp_path / "Containerfile"
+    tmp = tmp_path_factory.mktemp("docker-linux")
+    containerfile = tmp / "Containerfile"
     containerfile.write_text("FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
                              'com.urunc.unikernel.hypervisor=qemu\nCMD ["sh"]\n')
-    tar = build_image(containerfile, busybox_root, "urunc-docker-linux:1", tmp_path / "linux.tar", "docker").output
+    tar = build_image(containerfile, busybox_root, "urunc-docker-linux:1", tmp / "linux.tar", "docker").output
     dockerd.docker("load", "-i", str(tar))
+    return "urunc-docker-linux:1"
+
+
+def test_docker_exec_runs_in_the_linux_guest(dockerd: Dockerd, docker_linux_image: str) -> None:
+    cid = dockerd.docker("run", "-d", "--runtime", "urunc", docker_linux_image, "sh", "-c",
+                         "exec sleep 100000").stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            result = dockerd.docker("exec", cid, "sh", "-c", "echo in-guest; cat /proc/1/cmdline; exit 6",
+                                    check=False)
+            if result.returncode == 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # until the guest's agent answers
+        assert result.returncode == 6, result.stderr
+        assert result.stdout.startswith("in-guest\n/.urunc/init")
+    finally:
+        dockerd.docker("rm", "-f", cid, check=False)
+    _assert_gone(dockerd, cid)
+
+
+def test_docker_volume_reaches_a_linux_guest_read_only_and_read_write(
+        dockerd: Dockerd, docker_linux_image: str, tmp_path: Path) -> None:
     ro, rw = tmp_path / "ro", tmp_path / "rw"
     ro.mkdir()
     rw.mkdir()
     (ro / "settings").write_text("docker-volume\n")
     result = dockerd.docker("run", "--rm", "--runtime", "urunc", "-v", f"{ro}:/data:ro", "-v", f"{rw}:/out",
-                            "urunc-docker-linux:1", "sh", "-c",
+                            docker_linux_image, "sh", "-c",
                             "cat /data/settings; (echo x > /data/new) 2>/dev/null || echo ro-refused; "
                             "echo from-guest > /out/file", check=False)
     assert result.returncode == 0, result.stderr

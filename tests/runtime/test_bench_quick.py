@@ -69,7 +69,11 @@ def test_quick_bench_writes_every_section_with_numbers(tmp_path: Path) -> None:
     assert dens["urunc_python_processes"] == 0
     assert dens["monitor_parents_are_bench"] is True
     assert r["meta"]["accel_used"] == ["tcg"]
-    assert len(r["targets"]) == (5 if "skipped" in big else 7)
+    ex = r["exec"]
+    if "skipped" not in ex:
+        assert stats_ok(ex["urunc_linux_guest_ms"]) and stats_ok(ex["runc_ms"])
+        assert stats_ok(ex["pairs"]["urunc_minus_runc_ms"])
+    assert len(r["targets"]) == 5 + (0 if "skipped" in big else 2) + (0 if "skipped" in ex else 1)
     assert all(isinstance(t["value"], int | float) for t in r["targets"])
     md = (tmp_path / "results.md").read_text()
     assert "## Targets" in md and "## Density" in md
