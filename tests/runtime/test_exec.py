@@ -173,8 +173,6 @@ def test_exec_into_a_unikernel_or_a_stopped_container_fails_in_one_line(tmp_path
     code, text = create(root, bundle, "uk")
     assert code == 0, text
     try:
-        created = urunc(root, "exec", "uk", "true")
-        assert created.returncode == 1 and created.stderr.strip() == "urunc: cannot exec in a created container uk"
         assert urunc(root, "start", "uk").returncode == 0
         wait_status(root, "uk", "running")
         refused = urunc(root, "exec", "uk", "true")
@@ -226,3 +224,21 @@ def test_a_hostile_guest_writing_garbage_frames_cannot_hang_or_crash_the_exec(tm
         assert json.loads(urunc(root, "state", "hostile").stdout)["status"] == "running"
     finally:
         assert urunc(root, "delete", "--force", "hostile").returncode == 0
+
+
+def test_exec_into_a_linux_guest_not_yet_started_fails_in_one_line(tmp_path: Path) -> None:
+    if not GUEST_KERNEL.exists():
+        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
+    bundle = tmp_path / "b"
+    busybox_rootfs(bundle / "rootfs")
+    write_spec(bundle, base_spec(["true"], annotations={"com.urunc.unikernel.unikernelType": "linux",
+                                                        "com.urunc.unikernel.hypervisor": "qemu"}))
+    root = tmp_path / "state"
+    code, text = create(root, bundle, "early")
+    assert code == 0, text
+    try:
+        created = urunc(root, "exec", "early", "true")
+        assert created.returncode == 1
+        assert created.stderr.strip() == "urunc: cannot exec in a created container early"
+    finally:
+        urunc(root, "delete", "--force", "early")

@@ -40,7 +40,7 @@ else:  # the init's start-time work on the recorded plan, without the execve
     container = store.Container(argv[0], argv[1])
     plan = Plan.from_dict(container.load()["plan"])
     plan, held = init._hold(plan)
-    plan, granted, groups = identity.prepare(plan)
+    plan, granted, groups = identity.prepare(plan, True)
     monitor_argv, fds = init._prepare_start(plan)
     code = 0 if monitor_argv else 1
 with open(out, "w") as f:

@@ -173,4 +173,4 @@ def test_firecracker_boot_args_parse_back(tmp_path_factory: object, args: list[s
     monitors.get("firecracker").argv(p, guests.get("unikraft"), NET)
     with open(f"{state}/firecracker.json") as f:
         tokens = hello_tokens(json.load(f)["boot-source"]["boot_args"])
-    assert tokens[0] == "app.elf" and tokens[tokens.index("--") + 1:] == args
+    assert tokens[0] == "unikernel" and tokens[tokens.index("--") + 1:] == args

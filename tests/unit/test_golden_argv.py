@@ -93,12 +93,12 @@ ROWS = [
                   "--nameserver=10.213.0.1 /hello"] + QNET + QDISK + QMP),
     ("mewz-qemu", dict(guest="mewz", monitor="qemu", args=(), env=(), memory_mib=256), False,
      QEMU_HEAD + ["-m", "256", "-smp", "1", "-kernel", K, "-append", "",
-                  "-device", "isa-debug-exit,iobase=0x501,iosize=2"] + QMP),
+                  "-device", "isa-debug-exit,iobase=0x501,iosize=0x02"] + QMP),
     ("mewz-qemu-net", dict(guest="mewz", monitor="qemu", args=(), env=(), memory_mib=256), True,
      QEMU_HEAD + ["-m", "256", "-smp", "1", "-kernel", K, "-append", "ip=10.213.0.5/24 gateway=10.213.0.1",
                   "-netdev", "tap,id=n0,ifname=tap-c1,script=no,downscript=no,vhost=off",
                   "-device", "virtio-net-pci,netdev=n0,mac=02:42:0a:d5:00:05,disable-legacy=on,disable-modern=off",
-                  "-device", "isa-debug-exit,iobase=0x501,iosize=2"] + QMP),
+                  "-device", "isa-debug-exit,iobase=0x501,iosize=0x02"] + QMP),
     ("osv-qemu-seccomp-comma-in-disk-path", dict(guest="osv", args=("/x",), env=(), seccomp=True,
                                                    block="/b/rootfs/a,b.img"), False,
      QEMU_HEAD + ["-m", "64", "-smp", "1", "-kernel", K, "-append", "/x",
@@ -126,13 +126,13 @@ FC = "/usr/local/bin/firecracker"
 # (id, plan overrides, with network, expected config)
 FC_ROWS = [
     ("unikraft-firecracker", dict(guest="unikraft", monitor="firecracker", env=()), False,
-     {"boot-source": {"kernel_image_path": K, "boot_args": "app.elf -- app -v"},
+     {"boot-source": {"kernel_image_path": K, "boot_args": "unikernel -- app -v"},
       "machine-config": {"vcpu_count": 1, "mem_size_mib": 64, "smt": False},
       "drives": [], "network-interfaces": []}),
     ("unikraft-firecracker-net-initrd", dict(guest="unikraft", monitor="firecracker", env=(), initrd=INITRD,
                                              vcpus=2, memory_mib=96), True,
      {"boot-source": {"kernel_image_path": K,
-                      "boot_args": 'app.elf netdev.ip=10.213.0.5/24:10.213.0.1:10.213.0.1 '
+                      "boot_args": 'unikernel netdev.ip=10.213.0.5/24:10.213.0.1:10.213.0.1 '
                                    'vfs.fstab=[ "initrd0:/:extract:::" ] -- app -v',
                       "initrd_path": INITRD},
       "machine-config": {"vcpu_count": 2, "mem_size_mib": 96, "smt": False},

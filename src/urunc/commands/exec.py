@@ -38,15 +38,13 @@ def run(ctx: Context, args: Args) -> int:
 
     container = _common.ours_or_delegate(ctx, args, "exec")
     record = container.load()
+    plan = Plan.from_dict(record["plan"])
+    if not plan.exec_ports:
+        raise _errors.NotSupported(f"exec is not supported for unikernel containers "
+                                   f"({plan.guest} guest of container {container.id})")
     status = container.status()
     if status != store.RUNNING:
         raise _errors.ContainerError(f"cannot exec in a {status} container {container.id}")
-    plan = Plan.from_dict(record["plan"])
-    from urunc import guests
-
-    if not guests.get(plan.guest).exec_ports:
-        raise _errors.NotSupported(f"exec is not supported for unikernel containers "
-                                   f"({plan.guest} guest of container {container.id})")
     process = _process(args, plan)
     terminal = bool(process.get("terminal"))
     console_socket = args.value("console-socket")
@@ -64,6 +62,9 @@ def run(ctx: Context, args: Args) -> int:
 
                 write_pid_file(pid_file, pid)
             return 0
+    from urunc.host import freezer
+
+    freezer.join(container.pid)  # the relay is the container's: `ps` lists it, `delete` ends it
     try:
         code = _relay(sock, process, terminal, console_socket)
     except _errors.UruncError as exc:
@@ -99,8 +100,9 @@ def _process(args: Args, plan: Any) -> dict[str, Any]:
         return process
     command = args.positional[1:]
     env = list(plan.env)
-    for extra in args.options.get("env") or []:
-        env.append(str(extra))
+    extra = args.options.get("env")
+    if isinstance(extra, list):
+        env += extra
     user = args.value("user") or f"{plan.uid}:{plan.gid}"
     uid_text, _, gid_text = user.partition(":")
     if not uid_text.isdigit() or (gid_text and not gid_text.isdigit()):

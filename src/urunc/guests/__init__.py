@@ -1,8 +1,10 @@
 """One module per guest type; each declares what it can use and speaks its own command line.
 
 A guest knows its command-line dialect, the monitors it runs on, the storage
-it takes, and (for QEMU) the machine it boots on. The support matrix is
-derived from these declarations, never written out by hand.
+it takes, and what it needs of the machine (a PC or a minimal one, an exit
+port, ...) in terms no monitor owns: each monitor maps those to its own
+flags or config. The support matrix is derived from these declarations,
+never written out by hand.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ class Guest:
     share_rootfs_from = 0                   # rootfs bytes from which it is shared by default; 0: never
     exec_ports = 0                          # host <-> guest exec channels it serves (linux_exec.py)
     default_memory_mib = 64
-    qemu_machine = "pc"
-    qemu_devices: tuple[str, ...] = ()
-    qemu_extra: tuple[str, ...] = ()         # further QEMU arguments, element by element
-    qemu_virtio_opts = ""                    # appended to QEMU's virtio-net/blk -device values
+    # What the guest needs of the machine, in no monitor's terms (each monitor maps them):
+    platform = "pc"                         # "pc": a PC (BIOS memory map, PCI); "minimal": PVH, virtio-mmio
+    exit_port: tuple[int, int] | None = None  # (I/O port, size) it writes its exit status to
+    panic_exits = False                     # a guest kernel panic must end the VM as a failure
+    virtio_modern_only = False              # its virtio drivers speak only virtio 1.0
+    cmdline_program_name = False            # its first command-line word is a program name it skips
 
     def default_kernel(self) -> str | None:
         """A host kernel for images that carry none (Linux guests); None: the image must."""

@@ -81,11 +81,11 @@ class Linux(Guest):
     # (README: the measured crossover); mountRootfs=true/false decides whatever the size.
     share_rootfs_from = 32 * 1024 * 1024
     exec_ports = linux_exec.PORTS  # concurrent execs; more wait for a free port
-    qemu_machine = "microvm"
-    # isa-debug-exit carries the application's exit status out of the VM; pvpanic turns a
-    # guest kernel panic into QEMU exit status 1 instead of a clean-looking reboot.
-    qemu_devices = ("isa-debug-exit,iobase=0xf4,iosize=0x04", "pvpanic")
-    qemu_extra = ("-action", "panic=exit-failure")
+    platform = "minimal"  # PVH boot of the uncompressed vmlinux, virtio-mmio
+    # The init writes the application's exit status to port 0xf4 (guests/linux/README.md); a
+    # guest kernel panic must not look like a clean reboot.
+    exit_port = (0xF4, 4)
+    panic_exits = True
 
     def default_kernel(self) -> str | None:
         path = os.path.join(GUEST_DIR, "vmlinux")
@@ -121,9 +121,7 @@ class Linux(Guest):
             root = NINEP_ROOT
         if any(m[0] in ("share", "root") for m in plan.mounts):
             wanted += ["9pnet_virtio", "9p"]
-        from urunc import monitors
-
-        exec_ports = self.exec_ports if monitors.get(plan.monitor).channel else 0
+        exec_ports = plan.exec_ports
         if exec_ports:
             wanted.append("virtio_console")
         entries = initrd.urunc_init_entries(

@@ -91,10 +91,9 @@ def exit_status(payload: bytes) -> int:
 
 def acquire_port(state_dir: str, timeout: float = PORT_WAIT_SECONDS) -> tuple[int, int]:
     """(lock fd, connected socket fd) of a free port; waits while all are busy."""
+    import _socket
     import fcntl
     import time
-
-    import _socket
 
     deadline = time.monotonic() + timeout
     missing = 0
@@ -135,8 +134,8 @@ def _short(path: str) -> str:
     return f"/proc/self/fd/{directory}/{os.path.basename(path)}"  # the fd lives as long as the relay
 
 
-def listen_all(state_dir: str) -> list[int]:
-    """Bind every port's socket (as root, before the monitor runs): fds QEMU inherits."""
+def listen_all(state_dir: str, ports: int = PORTS) -> list[int]:
+    """Bind every port's socket (as root, before the monitor runs): fds the monitor inherits."""
     from urunc.host import qmp
 
-    return [qmp.listen(_short(socket_path(state_dir, i))) for i in range(PORTS)]
+    return [qmp.listen(_short(socket_path(state_dir, i))) for i in range(ports)]

@@ -19,9 +19,8 @@ class Mewz(Guest):
     monitors = frozenset({"qemu"})
     storage: frozenset[str] = frozenset()
     default_memory_mib = 256
-    qemu_machine = "pc"
-    qemu_devices = ("isa-debug-exit,iobase=0x501,iosize=2",)
-    qemu_virtio_opts = ",disable-legacy=on,disable-modern=off"
+    exit_port = (0x501, 2)
+    virtio_modern_only = True
 
     def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
         if net is None:

@@ -27,7 +27,6 @@ class OSv(Guest):
     monitors = frozenset({"qemu", "firecracker"})
     storage = frozenset({"block"})
     default_memory_mib = 256
-    qemu_machine = "pc"
 
     def prepare(self, plan: Plan) -> Plan:
         if plan.block_mountpoint and plan.block_mountpoint != "/":

@@ -55,7 +55,8 @@ class Unikraft(Guest):
     monitors = frozenset({"qemu", "firecracker"})
     storage = frozenset({"initrd", "sharedfs"})
     default_memory_mib = 64
-    qemu_machine = "pc"
+    platform = "pc"  # Unikraft releases fail an assertion on a minimal machine's memory map
+    cmdline_program_name = True  # multiboot loaders put the kernel's path first; Unikraft skips it
 
     def new_dialect(self, plan: Plan) -> bool:
         version = version_tuple(plan.version)
@@ -107,10 +108,6 @@ class Unikraft(Guest):
         if plan.env and new:
             params.append("env.vars=[ " + " ".join(quote(e) for e in plan.env) + " ]")
         words = params + ["--"] + [quote(a) for a in plan.args] if plan.args else params
-        if plan.monitor == "firecracker":
-            # QEMU's Multiboot loader puts the kernel path first and Unikraft skips that
-            # token; Firecracker passes boot_args alone, so the skipped token is ours.
-            words.insert(0, quote(plan.kernel.rsplit("/", 1)[-1]))
         return " ".join(words)
 
 

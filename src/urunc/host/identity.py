@@ -54,8 +54,11 @@ def _memfd_copy(path: str, name: str) -> int:
     return fd
 
 
-def prepare(plan: Plan) -> tuple[Plan, list[int], list[int]]:
+def prepare(plan: Plan, fd_sets: bool) -> tuple[Plan, list[int], list[int]]:
     """As root: (the Plan with unreachable files swapped for fds, fds to keep, groups).
+
+    FD_SETS: the monitor takes a disk as an inherited fd (QEMU's fd sets); without, a disk
+    its user cannot open is an error.
 
     A no-op for uid 0 beyond the groups the spec names.
     """
@@ -105,7 +108,7 @@ def prepare(plan: Plan) -> tuple[Plan, list[int], list[int]]:
     changes: dict[str, object] = {}
     for what, path, _mode in denied:
         if what == "block":
-            if plan.monitor != "qemu":
+            if not fd_sets:
                 raise _errors.HostError(f"block {path} is not readable and writable by uid {plan.uid}")
             fd = os.open(path, os.O_RDWR)
             os.set_inheritable(fd, True)

@@ -492,9 +492,11 @@ def _wait_and_exec(plan: Plan, fifo: str, held: list[int]) -> None:
     fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` opens the other end
     _timestamps.mark("init-released")
     try:
+        from urunc import monitors
         from urunc.host import handover, identity
 
-        plan, granted, groups = identity.prepare(plan)  # as root: files the user cannot open
+        monitor = monitors.get(plan.monitor)
+        plan, granted, groups = identity.prepare(plan, monitor.fd_sets)  # as root: what the user cannot open
         if early is not None and (plan.netns == "none" or not _has_eth()):
             argv, monitor_fds = early  # still no network to give: what was built is right
         else:
@@ -518,10 +520,7 @@ def _wait_and_exec(plan: Plan, fifo: str, held: list[int]) -> None:
             low = keep + 1
         os.closerange(low, 1 << 20)
         identity.drop(plan.uid, plan.gid, groups)
-        if plan.monitor == "hvt":  # spt confines itself, QEMU has -sandbox; hvt needs ours
-            from urunc.host import seccomp
-
-            seccomp.install(seccomp.hvt_filter())
+        monitor.confine()
         os.execve(argv[0], argv, MONITOR_ENV)
     except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code
         message = str(exc) if isinstance(exc, _errors.UruncError) else f"{type(exc).__name__}: {exc}"
@@ -593,20 +592,7 @@ def _prepare_start(plan: Plan) -> tuple[list[str], list[int]]:
             fd = network.open_tap(net.tap)
             fds.append(fd)
             plan = plan.replace(files={**plan.files, "tap_fd": str(fd)})
-    if plan.monitor == "qemu" and plan.uid != 0:
-        # The monitor's user cannot bind in the 0700 state dir: hand it a bound QMP socket.
-        from urunc.host import qmp
-
-        path = qmp.socket_path(plan.state_dir)
-        if path:
-            fd = qmp.listen(path)
-            fds.append(fd)
-            plan = plan.replace(files={**plan.files, "qmp_fd": str(fd)})
-    if guest.exec_ports and monitor.channel:
-        from urunc.guests import linux_exec
-
-        exec_fds = linux_exec.listen_all(plan.state_dir)
-        fds += exec_fds
-        plan = plan.replace(files={**plan.files, "exec_fds": ",".join(map(str, exec_fds))})
+    plan, handed = monitor.hand_over(plan)
+    fds += handed
     guest.start_files(plan, net)
     return monitor.argv(plan, guest, net), fds

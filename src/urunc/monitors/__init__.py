@@ -29,6 +29,7 @@ class Monitor:
     binary = ""
     storage: frozenset[str] = frozenset({"initrd", "block"})
     channel = False  # serial ports for a host <-> guest channel (a Linux guest's exec)
+    fd_sets = False  # takes a disk as an inherited fd (one its user could not open)
 
     def find_binary(self, cfg: Config) -> str:
         """The monitor binary: config.toml's ``path``, else PATH; missing fails at create."""
@@ -55,6 +56,14 @@ class Monitor:
 
     def argv(self, plan: Plan, guest: Guest, net: NetInfo | None) -> list[str]:
         raise NotImplementedError
+
+    def hand_over(self, plan: Plan) -> tuple[Plan, list[int]]:
+        """As root, at start, in the container's namespaces: descriptors the monitor inherits
+        (sockets it could not bind itself), and the Plan naming them in ``files``."""
+        return plan, []
+
+    def confine(self) -> None:
+        """Right before ``execve``, after the identity is dropped: a sandbox the monitor lacks."""
 
 
 def names() -> list[str]:

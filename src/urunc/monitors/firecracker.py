@@ -36,7 +36,12 @@ class Firecracker(Monitor):
         return self.require_kvm()
 
     def config(self, plan: Plan, guest: Guest, net: NetInfo | None) -> dict[str, Any]:
-        boot: dict[str, Any] = {"kernel_image_path": plan.kernel, "boot_args": guest.cmdline(plan, net)}
+        boot_args = guest.cmdline(plan, net)
+        if guest.cmdline_program_name:
+            # QEMU's multiboot loader puts the kernel's path first and the guest skips that
+            # word; Firecracker passes boot_args alone, so the skipped word is ours to give.
+            boot_args = f"unikernel {boot_args}" if boot_args else "unikernel"
+        boot: dict[str, Any] = {"kernel_image_path": plan.kernel, "boot_args": boot_args}
         initrd = plan.files.get("initrd") or plan.initrd
         if initrd:
             boot["initrd_path"] = initrd

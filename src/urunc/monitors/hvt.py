@@ -41,5 +41,11 @@ class Hvt(Solo5Tender):
     def choose_accel(self, cfg: Config) -> str:
         return self.require_kvm()
 
+    def confine(self) -> None:
+        """solo5-hvt has no sandbox of its own (spt confines itself, QEMU has -sandbox)."""
+        from urunc.host import seccomp
+
+        seccomp.install(seccomp.hvt_filter())
+
 
 MONITOR = Hvt()

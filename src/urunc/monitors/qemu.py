@@ -46,11 +46,16 @@ def qmp_path(plan: Plan) -> str:
     return qmp.socket_path(plan.state_dir) if plan.state_dir else ""
 
 
+# The machine a guest's platform needs: a PC, or microvm (PVH, virtio-mmio, no BIOS).
+_MACHINES = {"pc": "pc", "minimal": "microvm"}
+
+
 class Qemu(Monitor):
     name = "qemu"
     binary = "qemu-system-x86_64"
     storage = frozenset({"initrd", "block", "sharedfs"})
     channel = True
+    fd_sets = True
 
     def choose_accel(self, cfg: Config) -> str:
         accel = cfg.accel(self.name)
@@ -67,7 +72,7 @@ class Qemu(Monitor):
             "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot",
             "-accel", plan.accel,
-            "-M", guest.qemu_machine,
+            "-M", _MACHINES[guest.platform],
             "-m", str(plan.memory_mib),
             "-smp", str(plan.vcpus),
             "-kernel", plan.kernel,
@@ -76,24 +81,27 @@ class Qemu(Monitor):
         initrd = plan.files.get("initrd") or plan.initrd
         if initrd:
             argv += ["-initrd", _unsplit("initrd", initrd)]
-        virtio = "device" if guest.qemu_machine.startswith("microvm") else "pci"
+        virtio = "device" if guest.platform == "minimal" else "pci"  # virtio-mmio or PCI
+        virtio_opts = ",disable-legacy=on,disable-modern=off" if guest.virtio_modern_only else ""
         if net is not None:
             # A monitor that is not root gets the tap as an fd the init opened for it.
             tap = f"fd={plan.files['tap_fd']}" if plan.files.get("tap_fd") else \
                 f"ifname={net.tap},script=no,downscript=no"
             argv += ["-netdev", f"tap,id=n0,{tap},vhost=off",
-                     "-device", f"virtio-net-{virtio},netdev=n0,mac={net.mac}{guest.qemu_virtio_opts}"]
+                     "-device", f"virtio-net-{virtio},netdev=n0,mac={net.mac}{virtio_opts}"]
         block = plan.files.get("block") or plan.block
         if block:
             if plan.files.get("block_fd"):  # a disk the monitor's user cannot open: an fd from the init
                 argv += ["-add-fd", f"fd={plan.files['block_fd']},set=1"]
             argv += ["-drive", f"file={_escape_opt(block)},if=none,id=d0,format=raw",
-                     "-device", f"virtio-blk-{virtio},drive=d0{guest.qemu_virtio_opts}"]
+                     "-device", f"virtio-blk-{virtio},drive=d0{virtio_opts}"]
         argv += _shares(plan, virtio)
         argv += _channel(plan, virtio)
-        for device in guest.qemu_devices:
-            argv += ["-device", device]
-        argv += guest.qemu_extra
+        if guest.exit_port is not None:  # the status a guest writes there becomes QEMU's
+            port, size = guest.exit_port
+            argv += ["-device", f"isa-debug-exit,iobase={port:#x},iosize={size:#04x}"]
+        if guest.panic_exits:  # pvpanic: a guest kernel panic is exit status 1, not a reboot
+            argv += ["-device", "pvpanic", "-action", "panic=exit-failure"]
         if plan.seccomp:
             argv += ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
         if plan.files.get("qmp_fd"):
@@ -104,6 +112,27 @@ class Qemu(Monitor):
             if qmp_socket:
                 argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
         return argv
+
+    def hand_over(self, plan: Plan) -> tuple[Plan, list[int]]:
+        """Sockets bound by the init for QEMU: the exec channel's ports always (they exist
+        before QEMU does), and QMP for a QEMU run as another user (the state dir is 0700)."""
+        fds: list[int] = []
+        files = dict(plan.files)
+        if plan.exec_ports:
+            from urunc.guests import linux_exec
+
+            exec_fds = linux_exec.listen_all(plan.state_dir, plan.exec_ports)
+            fds += exec_fds
+            files["exec_fds"] = ",".join(map(str, exec_fds))
+        if plan.uid != 0:
+            from urunc.host import qmp
+
+            path = qmp.socket_path(plan.state_dir)
+            if path:
+                fd = qmp.listen(path)
+                fds.append(fd)
+                files["qmp_fd"] = str(fd)
+        return (plan.replace(files=files) if fds else plan), fds
 
 
 def _shares(plan: Plan, virtio: str) -> list[str]:

@@ -27,6 +27,9 @@ MAX_MEMORY_MIB = 1024 * 1024
 MAX_VCPUS = 256
 MAX_KERNEL_BYTES = 1024 * MIB
 MAX_ARGS = 4096
+MAX_ARG_BYTES = 32 * 4096  # MAX_ARG_STRLEN: one execve argument, its NUL included
+MAX_EXEC_BYTES = 1024 * 1024  # all of them: half of ARG_MAX under the default 8 MiB stack limit
+EXEC_HEADROOM = 4096
 
 
 class Plan(Record):
@@ -37,7 +40,7 @@ class Plan(Record):
         "memory_mib", "vcpus",
         "args", "env", "cwd", "hostname",
         "netns", "uid", "gid", "additional_gids", "seccomp", "terminal",
-        "files", "devices", "mounts",
+        "files", "devices", "mounts", "exec_ports",
     )
     # Field types, for the type checker only (annotations create no class attributes).
     container_id: str
@@ -68,6 +71,7 @@ class Plan(Record):
     files: dict[str, str]
     devices: dict[str, str]
     mounts: tuple[tuple[Any, ...], ...]  # unikernel/mounts.py: (kind, source, destination, readonly, options)
+    exec_ports: int  # exec channels the guest serves and the monitor carries (guests/linux_exec.py)
 
 
 def memory_mib(limit_bytes: int | None, default_mib: int) -> int:
@@ -189,5 +193,40 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
         devices={kind: name for kind, name in (("net", ucfg.get("netDevice")),
                                                ("block", ucfg.get("blockDevice"))) if name},
         mounts=volumes,
+        exec_ports=guest.exec_ports if monitor.channel else 0,
     )
-    return guest.prepare(plan)
+    plan = guest.prepare(plan)
+    check_exec_size(plan, guest)
+    return plan
+
+
+def check_exec_size(plan: Plan, guest: Any) -> None:
+    """Refuse at create what execve(2) would refuse at start (E2BIG): a monitor argument
+    longer than MAX_ARG_STRLEN, or all of them longer than ARG_MAX allows.
+
+    process.args and process.env reach the monitor's argv through the guest: joined
+    into its command line (one argument: QEMU's -append) or one argument each (a Solo5
+    tender's). Both are pure functions of the Plan (the monitor's argv may write files:
+    Firecracker's config); what start adds (the network's parameters) is left room for.
+    """
+    pieces: list[str] = []
+    for part in (lambda: [guest.cmdline(plan, None)], lambda: guest.tender_args(plan, None)):
+        try:
+            pieces += part()
+        except NotImplementedError:
+            pass
+    limit = MAX_ARG_BYTES - EXEC_HEADROOM
+    for piece in pieces:
+        size = len(piece.encode(errors="surrogateescape")) + 1
+        if size <= limit:
+            continue
+        if piece in plan.args or piece in plan.env:
+            where = "process.args" if piece in plan.args else "process.env"
+            raise _errors.BundleError(f"{where} element {piece[:40]!r}... is {size} bytes, more than "
+                                      f"the {limit} one {plan.monitor} argument can take")
+        raise _errors.BundleError(f"process.args and process.env make a guest command line of {size} bytes, "
+                                  f"more than the {limit} one {plan.monitor} argument can take")
+    total = sum(len(p.encode(errors="surrogateescape")) + 1 + 8 for p in pieces)
+    if total > MAX_EXEC_BYTES:
+        raise _errors.BundleError(f"process.args and process.env make {total} bytes of {plan.monitor} "
+                                  f"arguments, more than the {MAX_EXEC_BYTES} an execve can take")
