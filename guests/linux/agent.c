@@ -8,6 +8,8 @@
  * of `type:u8 length:u32be payload`, payload at most MAX_PAYLOAD bytes:
  *
  *   host -> guest  'R' request   NUL-terminated fields, see parse_request()
+ *                  'K' stop      decimal signal for the application (init forwards it), instead of 'R':
+ *                                answered 'X' "0" (the graceful stop of a container)
  *                  'I' stdin     bytes
  *                  'C' stdin closed
  *                  'S' signal    decimal signal number
@@ -548,6 +550,18 @@ static void __attribute__((noreturn)) agent(int wanted)
 						poll(&one, 1, 10);
 						waited++;
 					}
+				}
+				if (type == 'K' && len > 0 && len < 4) {
+					char text[4];
+					int sig;
+					memcpy(text, data, len);
+					text[len] = '\0';
+					sig = atoi(text);
+					if (sig > 0 && sig < NSIG)
+						kill(1, sig); /* init forwards it to the application */
+					send_text(pt->fd, 'X', sig > 0 && sig < NSIG ? "0" : "1"); /* write_all waits */
+					pt->hup = 1;
+					continue;
 				}
 				if (type != 'R') {
 					pt->hup = 1; /* garbage or a partial frame: wait for the next host */

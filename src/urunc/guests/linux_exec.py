@@ -89,6 +89,38 @@ def exit_status(payload: bytes) -> int:
     return int(text)
 
 
+def stop_application(state_dir: str, signum: int, timeout: float = 5.0) -> bool:
+    """Ask the guest's init to pass SIGNUM to the application (a graceful stop): True once the
+    agent confirmed, False when it cannot be asked (no channel, all ports busy, no answer)."""
+    import select
+    import time
+
+    try:
+        lock, sock = acquire_port(state_dir, timeout=1.0)
+    except _errors.UruncError:
+        return False
+    try:
+        os.write(sock, frame("K", str(signum).encode()))
+        frames = Frames()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            data = os.read(sock, 4096)
+            if not data:
+                break
+            for kind, payload in frames.feed(data):
+                if kind == ord("X"):
+                    return exit_status(payload) == 0
+    except (OSError, _errors.UruncError):
+        return False
+    finally:
+        os.close(sock)
+        os.close(lock)
+    return False
+
+
 def acquire_port(state_dir: str, timeout: float = PORT_WAIT_SECONDS) -> tuple[int, int]:
     """(lock fd, connected socket fd) of a free port; waits while all are busy."""
     import _socket

@@ -114,8 +114,10 @@ class Qemu(Monitor):
         return argv
 
     def hand_over(self, plan: Plan) -> tuple[Plan, list[int]]:
-        """Sockets bound by the init for QEMU: the exec channel's ports always (they exist
-        before QEMU does), and QMP for a QEMU run as another user (the state dir is 0700)."""
+        """Sockets the init binds for QEMU, so they exist before QEMU does: the exec channel's
+        ports, and QMP (a SIGTERM right after start reaches QEMU through it: as PID 1 of its
+        PID namespace, QEMU would drop a signal that came before its handler; and a QEMU run
+        as another user could not bind in the 0700 state dir)."""
         fds: list[int] = []
         files = dict(plan.files)
         if plan.exec_ports:
@@ -124,14 +126,13 @@ class Qemu(Monitor):
             exec_fds = linux_exec.listen_all(plan.state_dir, plan.exec_ports)
             fds += exec_fds
             files["exec_fds"] = ",".join(map(str, exec_fds))
-        if plan.uid != 0:
-            from urunc.host import qmp
+        from urunc.host import qmp
 
-            path = qmp.socket_path(plan.state_dir)
-            if path:
-                fd = qmp.listen(path)
-                fds.append(fd)
-                files["qmp_fd"] = str(fd)
+        path = qmp.socket_path(plan.state_dir)
+        if path:
+            fd = qmp.listen(path)
+            fds.append(fd)
+            files["qmp_fd"] = str(fd)
         return (plan.replace(files=files) if fds else plan), fds
 
 
