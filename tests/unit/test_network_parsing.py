@@ -115,3 +115,28 @@ def test_release_of_a_vanished_namespace_is_a_no_op(tmp_path: Path) -> None:
     assert sorted(os.listdir("/sys/class/net")) == before  # nothing in this namespace touched
     assert list(tmp_path.iterdir()) == []
 
+
+
+@pytest.mark.parametrize("hostile", ["fifo-resolv", "fifo-config", "zero-resolv"])
+def test_container_dns_never_blocks_or_reads_without_bound(tmp_path: Path, hostile: str) -> None:
+    """resolv.conf and config.json are outside input read at start: a FIFO must not hang it."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (tmp_path / "config.json").write_text('{"mounts": []}')
+    if hostile == "fifo-resolv":
+        os.mkfifo(rootfs / "etc" / "resolv.conf")
+    elif hostile == "zero-resolv":
+        (rootfs / "etc" / "resolv.conf").symlink_to("/dev/zero")
+    else:
+        (tmp_path / "config.json").unlink()
+        os.mkfifo(tmp_path / "config.json")
+        (rootfs / "etc" / "resolv.conf").write_text("nameserver 10.0.0.53\n")
+    plan = _plan(tmp_path)
+    import threading
+
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(network.container_dns(plan)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "container_dns blocked"
+    assert result == ["10.0.0.53" if hostile == "fifo-config" else ""]

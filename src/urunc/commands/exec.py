@@ -84,13 +84,12 @@ def _process(args: Args, plan: Any) -> dict[str, Any]:
     if path:
         from urunc import _jsonlite
 
+        from urunc._files import read_regular
+
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_PROCESS_JSON + 1)
+            data = read_regular(path, MAX_PROCESS_JSON)
         except OSError as exc:
             raise _errors.UsageError(f"cannot read process file {path}: {exc.strerror}") from None
-        if len(data) > MAX_PROCESS_JSON:
-            raise _errors.UsageError(f"process file {path} is larger than {MAX_PROCESS_JSON} bytes")
         try:
             process = _jsonlite.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -115,19 +115,26 @@ def resolv_conf_source(config: Any, rootfs: str) -> str | None:
 
 
 def container_dns(plan: Plan) -> str:
+    """The first nameserver the container's resolv.conf names, "" for none or an unreadable one.
+
+    Both files are outside input read at start: regular files only (a FIFO put there must
+    not hang ``start``), bounded; inside the rootfs, the resolved path's last component is
+    not followed either (a symlink swapped in after the resolution)."""
+    from urunc._files import read_regular
+
     try:
-        with open(os.path.join(plan.bundle, "config.json"), "rb") as f:
-            config = _jsonlite.loads(f.read())
+        config = _jsonlite.loads(read_regular(os.path.join(plan.bundle, "config.json"), 16 << 20))
     except (OSError, ValueError):
         config = {}
     source = resolv_conf_source(config, plan.rootfs)
     if source is None:
         return ""
+    inside = source.startswith(plan.rootfs.rstrip("/") + "/")
     try:
-        with open(source, "rb") as f:
-            return parse_resolv_conf(f.read(65536).decode(errors="replace"))
+        data = read_regular(source, 1 << 20, nofollow=inside)
     except OSError:
         return ""
+    return parse_resolv_conf(data[:65536].decode(errors="replace"))
 
 
 # ── netlink ──────────────────────────────────────────────────────────────────
@@ -357,7 +364,9 @@ def release(resource: dict[str, Any]) -> None:
 
     path = resource.get("netns") or ""
     try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO put where the namespace was opens at once, and then fails the
+        # identity check below like anything else that is not the namespace we used.
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return  # the namespace is gone, and our interfaces with it
     except OSError as exc:
