@@ -8,19 +8,21 @@
  * has exec'd the monitor (EOF on the fifo) or reported an error (bytes on it).
  * Starting an interpreter for that costs ~15 ms here; this costs ~1 ms. `state`, which
  * containerd and kubelet poll, reads the record and prints what Python would, byte for byte.
- * `kill` is one kill(2) under the container's lock, except SIGTERM to a running container
- * (Python asks the guest to power off through QMP first). `delete` of a stopped container
+ * `kill` is one signal under the container's lock, through a pidfd, to the recorded PID only
+ * while its start time matches and it is in the container's cgroup; SIGTERM to a running
+ * container is Python's (it asks the guest to power off through QMP first). `delete` of a stopped container
  * removes its cgroups and state directory; a tap to release, poststop hooks or a living
  * monitor make it Python's.
  *
  * Anything this program does not fully understand goes to Python, which gives
  * the exact answers and error messages: other commands, options, runc's
- * containers, a damaged record, a container in a state the command does not
+ * containers, a damaged record (one that is not a plain regular file, a symlink, a PID
+ * without its start time), a container in a state the command does not
  * handle here, hooks, phase timestamps (URUNC_TIMESTAMPS). A container that does not exist at all
  * (no directory) is answered here, in Python's words. The protocol it shares with
  * src/urunc/lifecycle.py: <root>/<id>/urunc-state.json is a urunc container's record
  * (compact JSON: status, pid and pid_start of the init, ...); exec.fifo exists until start;
- * poststart marks a container whose poststart hooks Python must run.
+ * poststart marks a container whose poststart hooks Python must run; paused, a paused one.
  *
  * `create`: the init is a Python process of its own (src/urunc/host/init.py), cloned
  * here (as PID 1 of a new PID namespace when the spec asks for one) and given two pipes.
@@ -42,6 +44,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -153,9 +156,11 @@ static int alive(long pid, unsigned long long start)
     return strtoull(p, NULL, 10) == start;
 }
 
+/* store.validate_id's rule (src/urunc/oci/store.py): runc's characters, at most NAME_MAX. */
+#define MAX_ID_LENGTH 255
 static int valid_id(const char *id)
 {
-    if (!*id || !strcmp(id, ".") || !strcmp(id, "..") || strlen(id) > 1024)
+    if (!*id || !strcmp(id, ".") || !strcmp(id, "..") || strlen(id) > MAX_ID_LENGTH)
         return 0;
     for (const char *p = id; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
@@ -267,12 +272,22 @@ struct record {
 };
 
 /* PATH (relative to DFD) into the 1 MiB buffer TEXT, NUL-terminated: its length, or -1
- * when it cannot be read or does not fit. */
+ * when it cannot be read or does not fit. Only a regular file is read (a FIFO would block,
+ * /dev/zero never end: _files.read_regular's rule); in a state directory (DFD not
+ * AT_FDCWD) not through a symlink either. */
 static long read_text(int dfd, const char *path, char *text)
 {
-    int fd = openat(dfd, path, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (dfd == AT_FDCWD ? 0 : O_NOFOLLOW));
     if (fd < 0)
         return -1;
+    struct stat st;
+    int bad = fstat(fd, &st) ? errno : !S_ISREG(st.st_mode) ? EINVAL : st.st_size >= TEXT_MAX ? EFBIG : 0;
+    if (bad) {
+        close(fd);
+        text[0] = 0;
+        errno = bad;
+        return -1;
+    }
     size_t used = 0;
     ssize_t got = 0;
     while (used < TEXT_MAX && (got = read(fd, text + used, TEXT_MAX - used)) > 0)
@@ -311,6 +326,13 @@ static int read_record(int dfd, struct record *r)
     return 1;
 }
 
+/* A living, started container: "paused" while the mark `pause` writes is there
+ * (src/urunc/host/freezer.py), else "running". */
+static const char *running(int dfd)
+{
+    return faccessat(dfd, "paused", F_OK, 0) ? "running" : "paused";
+}
+
 /* The container's status as Python's Container.status() derives it from the record and
  * the init's liveness; Python for a status this does not know. */
 static const char *status_of(int dfd, const struct record *r)
@@ -323,9 +345,9 @@ static const char *status_of(int dfd, const struct record *r)
         return pid > 0 && alive(pid, start) ? "creating" : pid > 0 ? "stopped" : "creating";
     if (span_is(r->status, "\"created\""))
         return pid <= 0 || !alive(pid, start) ? "stopped"
-               : faccessat(dfd, "exec.fifo", F_OK, 0) ? "running" : "created";
+               : faccessat(dfd, "exec.fifo", F_OK, 0) ? running(dfd) : "created";
     if (span_is(r->status, "\"running\""))
-        return pid > 0 && alive(pid, start) ? "running" : "stopped";
+        return pid > 0 && alive(pid, start) ? running(dfd) : "stopped";
     python();
     return NULL;
 }
@@ -418,6 +440,50 @@ static int signal_number(const char *text)
     return -1;
 }
 
+static char *plain_string(const char *at, const char *end);
+
+/* lifecycle.own_leaf and proc.in_cgroup: 1 when PID is in the first cgroup leaf recorded in
+ * resources.json (or none is recorded: the container joined a cgroup that existed), 0 when it
+ * is not (a start time copied from another process is not enough), -1 when this cannot be
+ * read here. */
+static int in_own_cgroup(int dfd, long pid)
+{
+    static char text[TEXT_MAX + 1];
+    if (read_text(dfd, "resources.json", text) < 0)
+        return errno == ENOENT ? 1 : -1;
+    const char *p = skip_ws(text);
+    if (*p++ != '[')
+        return -1;
+    char *leaf = NULL;
+    for (p = skip_ws(p); *p == '{' && !leaf;) {
+        const char *end = skip_value(p), *q, *qend;
+        struct span kind, leaves;
+        if (!end)
+            return -1;
+        if (field(p, "kind", &kind) && span_is(kind, "\"cgroup\"") && field(p, "leaves", &leaves) &&
+            leaves.at[0] == '[' && *(q = skip_ws(leaves.at + 1)) == '"' &&
+            (!(qend = skip_value(q)) || !(leaf = plain_string(q, qend))))
+            return -1;
+        p = skip_ws(end);
+        if (*p == ',')
+            p = skip_ws(p + 1);
+    }
+    if (!leaf)
+        return 1;
+    char path[4200];
+    int fits = (size_t)snprintf(path, sizeof path, "%s/cgroup.procs", leaf) < sizeof path;
+    free(leaf);
+    if (!fits || read_text(AT_FDCWD, path, text) < 0)
+        return -1;
+    for (char *at = text, *end;; at = end) {
+        long listed = strtol(at, &end, 10);
+        if (end == at)
+            return 0;
+        if (listed == pid)
+            return 1;
+    }
+}
+
 /* `kill ID SIGNAL` of a created or running container: one kill(2) under the container's
  * lock, as Python's lifecycle.kill does it. SIGTERM to a running container is Python's (it
  * asks the guest to power off through QMP first), as is every error. */
@@ -425,12 +491,17 @@ static void native_kill(int dfd, int sig)
 {
     struct record r;
     locked_record(dfd, &r);
+    /* Taken before status_of checks the start time: the signal reaches the process checked,
+     * never one that took its PID meanwhile (proc.send_signal's rule). */
+    int pidfd = r.pid > 0 ? (int)syscall(SYS_pidfd_open, (pid_t)r.pid, 0) : -1;
+    if (pidfd < 0)
+        python(); /* gone, or no pidfds: Python says what it is */
     const char *state = status_of(dfd, &r);
     if (strcmp(state, "created") && strcmp(state, "running"))
         python(); /* not running: Python's error, or nothing to do for --all */
     if (sig == SIGTERM && !strcmp(state, "running"))
         python();
-    if (kill((pid_t)r.pid, sig))
+    if (in_own_cgroup(dfd, r.pid) != 1 || syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0))
         python();
     exit(0);
 }
@@ -515,10 +586,27 @@ static int depth(const char *path)
     return n;
 }
 
+/* A directory cgroups.checked would take: absolute, normalised, strictly below the cgroup
+ * mounts' usual home (anywhere else: Python, which reads the real mounts, decides). */
+static int cgroup_dir(const char *dir)
+{
+    static const char home[] = "/sys/fs/cgroup/";
+    if (strncmp(dir, home, sizeof home - 1) || !dir[sizeof home - 1])
+        return 0;
+    for (const char *p = dir + sizeof home - 2; *p; p++)
+        if (*p == '/' && (p[1] == '/' || p[1] == 0 || (p[1] == '.' && (p[2] == '/' || p[2] == 0 ||
+                                                                       (p[2] == '.' && (p[3] == '/' || p[3] == 0))))))
+            return 0;
+    return 1;
+}
+
 /* cgroups.release: deepest first; a leaf may be busy while the dead monitor is reaped; an
  * ancestor shared with another container stays while not empty. 0, or -1 for Python. */
 static int release_cgroup(struct cgroup_entry *e)
 {
+    for (int i = 0; i < e->ndirs; i++)
+        if (!cgroup_dir(e->dirs[i]))
+            return -1; /* not a cgroup of ours to remove: Python refuses it in words */
     for (int i = 1; i < e->ndirs; i++) /* stable, by depth, deepest first */
         for (int j = i; j > 0 && depth(e->dirs[j]) > depth(e->dirs[j - 1]); j--) {
             char *t = e->dirs[j];

@@ -42,8 +42,8 @@ COMMANDS: dict[str, str] = {
     "ps": "urunc.commands.ps",
     "features": "urunc.commands.features",
     "exec": "urunc.commands.exec",
-    "pause": "urunc.commands.unsupported",
-    "resume": "urunc.commands.unsupported",
+    "pause": "urunc.commands.pause",
+    "resume": "urunc.commands.pause",
     "update": "urunc.commands.unsupported",
     "checkpoint": "urunc.commands.unsupported",
     "restore": "urunc.commands.unsupported",
@@ -55,8 +55,8 @@ USAGE = """usage: urunc [global options] COMMAND [options] ID
 
 global options: --root DIR (default /run/urunc) --log FILE --log-format text|json
                 --debug --systemd-cgroup --version
-commands: create start state kill delete run list ps features
-          exec pause resume update checkpoint restore events spec (runc containers only)
+commands: create start state kill delete run list ps features exec pause resume
+          update checkpoint restore events spec (runc containers only)
 """
 
 
@@ -148,8 +148,8 @@ def parse(argv: Sequence[str]) -> tuple[Context, Args]:
     while i < n:
         arg = argv[i]
         i += 1
-        if ctx.command == "exec" and args.positional:
-            positional_only = True  # `exec [options] ID COMMAND [ARG...]`: the rest is the command's
+        if ctx.command in ("exec", "ps") and args.positional:
+            positional_only = True  # `exec [options] ID COMMAND [ARG...]`, `ps [options] ID [PS-ARGS...]`
         if positional_only or not arg.startswith("-") or arg == "-":
             args.positional.append(arg)
             continue

@@ -19,6 +19,7 @@ import marshal
 import os
 
 from urunc import _errors
+from urunc._files import read_regular
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "/etc/urunc/config.toml"
 ACCELS = ("auto", "kvm", "tcg")
+MAX_BYTES = 1024 * 1024  # config.toml (and its cache): a few hundred bytes in practice
 
 
 class Config:
@@ -51,7 +53,7 @@ class Config:
 
     def monitor_str(self, name: str, key: str, default: str | None) -> str | None:
         value = self.monitor(name).get(key, default)
-        if value is not None and not isinstance(value, str):
+        if value is not None and (not isinstance(value, str) or "\0" in value):
             raise _errors.ConfigError(f"invalid {key} {value!r} in [monitors.{name}] of {self.path}")
         return value
 
@@ -88,15 +90,13 @@ def load(cache_dir: str | None = None) -> Config:
     cache = os.path.join(cache_dir, CACHE_NAME) if cache_dir else None
     if cache:
         try:
-            with open(cache, "rb") as f:
-                cached_key, cached_data = marshal.load(f)
+            cached_key, cached_data = marshal.loads(read_regular(cache, MAX_BYTES, nofollow=True))
             if cached_key == key and isinstance(cached_data, dict):
                 return Config(path, cached_data)
         except (OSError, EOFError, ValueError, TypeError):
             pass
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular(path, MAX_BYTES)
     except OSError as exc:
         raise _errors.ConfigError(f"cannot read {path}: {exc.strerror}") from None
     import tomllib
@@ -105,6 +105,8 @@ def load(cache_dir: str | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _errors.ConfigError(f"malformed {path}: {exc}") from None
+    except RecursionError:
+        raise _errors.ConfigError(f"malformed {path}: nested too deeply") from None
     if cache:
         _write_cache(cache, key, data)
     return Config(path, data)

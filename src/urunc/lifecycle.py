@@ -12,11 +12,12 @@ import os
 from urunc import _errors, _log, _timestamps
 from urunc._files import write_atomic
 from urunc.oci import store
-from urunc.oci.store import CREATED, CREATING, RUNNING, STOPPED, Container
+from urunc.oci.store import CREATED, CREATING, PAUSED, RUNNING, STOPPED, Container
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from urunc.cli import Context
     from urunc.host import init
@@ -207,7 +208,7 @@ def kill(container: Container, signal: int, all_processes: bool) -> None:
     with container:
         container.load()
         status = container.status()
-        if status not in (CREATED, RUNNING):
+        if status not in (CREATED, RUNNING, PAUSED):
             if all_processes and status == STOPPED:
                 return
             raise _errors.WrongState(f"container {container.id} is not running: it is {status}")
@@ -217,12 +218,16 @@ def kill(container: Container, signal: int, all_processes: bool) -> None:
         graceful = (signal == SIGTERM and status == RUNNING and isinstance(grace, int) and grace > 0
                     and _powerdown(container))
         if not graceful:
-            try:
-                os.kill(pid, signal)
-            except ProcessLookupError:
-                raise _errors.WrongState(f"container {container.id} is not running") from None
+            from urunc.host import proc
+
+            if not proc.send_signal(pid, pid_start, signal, own_leaf(container.dir)):
+                raise _errors.WrongState(f"container {container.id} is not running")
+            if status == PAUSED:
+                from urunc.host import freezer
+
+                freezer.after_signal(container.dir, signal)
             return
-    _signal_after(pid, pid_start, SIGTERM, grace)
+    _signal_after(pid, pid_start, SIGTERM, grace, own_leaf(container.dir))
 
 
 def _powerdown(container: Container) -> bool:
@@ -240,7 +245,7 @@ def _powerdown(container: Container) -> bool:
     return True
 
 
-def _signal_after(pid: int, pid_start: int | None, signal: int, delay: float) -> None:
+def _signal_after(pid: int, pid_start: int | None, signal: int, delay: float, leaf: str | None) -> None:
     """Send SIGNAL to PID after DELAY seconds unless it is gone, from a detached process."""
     import time
 
@@ -264,14 +269,21 @@ def _signal_after(pid: int, pid_start: int | None, signal: int, delay: float) ->
             if not proc.is_alive(pid, pid_start):
                 os._exit(0)
             time.sleep(0.1)
-        if proc.is_alive(pid, pid_start):
-            os.kill(pid, signal)
+        proc.send_signal(pid, pid_start, signal, leaf)
     except BaseException:  # noqa: BLE001 - a forked child must never return
         pass
     os._exit(0)
 
 
 def delete(container: Container, force: bool) -> None:
+    try:
+        _delete(container, force)
+    except OSError as exc:  # the state dir cannot be changed (a read-only or full filesystem)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise _errors.HostError(f"cannot delete container {container.id}: {exc.strerror or exc}{where}") from None
+
+
+def _delete(container: Container, force: bool) -> None:
     from urunc.host import proc
 
     with container:
@@ -280,20 +292,21 @@ def delete(container: Container, force: bool) -> None:
         except _errors.ContainerError:
             if not force:
                 raise
-            # No readable record (a create killed before its first save, a corrupt file):
-            # kill the init if its PID can still be read, then remove everything.
+            # No readable record (a create killed before its first save, a damaged file):
+            # kill the init if its PID and start time can still be read; _destroy finds it
+            # by its cgroup either way, then removes everything.
             pid, pid_start = _salvage_pid(container)
-            if pid > 0 and pid_start is not None and proc.is_alive(pid, pid_start):
+            if proc.is_alive(pid, pid_start):
                 _kill_and_wait(container, pid, pid_start)
             _destroy(container)
             return
         status = container.status()
-        if status == RUNNING and not force:
+        if status in (RUNNING, PAUSED) and not force:
             raise _errors.WrongState(
                 f"cannot delete container {container.id} that is not stopped: it is {status}",
                 hint="use delete --force")
         pid = container.pid
-        if status in (CREATED, RUNNING, CREATING) and pid > 0:
+        if status in (CREATED, RUNNING, PAUSED, CREATING) and pid > 0:
             _kill_and_wait(container, pid, container.record.get("pid_start"))
         if container.record.get("hooks"):
             from urunc.oci import hooks
@@ -304,23 +317,38 @@ def delete(container: Container, force: bool) -> None:
         _destroy(container)
 
 
+def own_leaf(state_dir: str) -> str | None:
+    """The cgroup this container created for its init (None when it joined one that existed):
+    the recorded PID is signalled only while it is in there."""
+    from urunc.host import resources
+
+    for resource in resources.load(state_dir, strict=False):
+        if isinstance(resource, dict) and resource.get("kind") == "cgroup":
+            leaves = resource.get("leaves")
+            if isinstance(leaves, list) and leaves and isinstance(leaves[0], str):
+                return leaves[0]
+    return None
+
+
 def _kill_and_wait(container: Container, pid: int, pid_start: int | None) -> None:
     from urunc.host import proc
 
-    try:
-        os.kill(pid, SIGKILL)
-    except ProcessLookupError:
-        pass
+    if not proc.send_signal(pid, pid_start, SIGKILL, own_leaf(container.dir)):
+        return  # gone, or not ours to kill: the cgroup's own processes are found in _destroy
+    from urunc.host import freezer
+
+    freezer.unfreeze(container.dir)  # a paused (frozen) monitor dies only once thawed
     if not proc.wait_gone(pid, pid_start, 10.0):
         raise _errors.HostError(f"container {container.id} process {pid} did not die")
 
 
 def _salvage_pid(container: Container) -> tuple[int, int | None]:
     """PID and start time from a damaged state file (or its half-written successor), if any."""
+    from urunc._files import read_regular
+
     for name in (store.STATE_FILE, store.STATE_FILE + ".tmp"):
         try:
-            with open(container.path(name), "rb") as f:
-                data = f.read(1 << 20)
+            data = read_regular(container.path(name), store.MAX_RECORD_BYTES, nofollow=True)
         except OSError:
             continue
         pid = _int_field(data, b'"pid":')
@@ -339,29 +367,50 @@ def _int_field(data: bytes, key: bytes) -> int | None:
 
 def _destroy(container: Container) -> None:
     """Kill a still-living init, release every recorded host resource, newest first, then the state dir."""
-    from urunc.host import proc, resources
+    from urunc.host import cgroups, proc, resources
 
     # A create failing after the fork (a hook, a full disk) leaves an init blocked on exec.fifo.
     pid = int(container.record.get("pid") or 0)
-    if pid > 0 and proc.is_alive(pid, container.record.get("pid_start")):
+    if proc.is_alive(pid, container.record.get("pid_start")):
         try:
             _kill_and_wait(container, pid, container.record.get("pid_start"))
         except _errors.HostError as exc:
             _log.warning(str(exc))
 
-    for resource in reversed(resources.load(container.dir, strict=False)):
+    recorded = resources.load(container.dir, strict=False)
+    from urunc.host import freezer
+
+    freezer.unfreeze(container.dir)  # a frozen cgroup's members die, and it is removed, once thawed
+    # Whatever still runs in the cgroup this container created is its own: the init of a
+    # record too damaged to name it, or one whose PID the record lost.
+    for resource in recorded:
+        if isinstance(resource, dict) and resource.get("kind") == "cgroup":
+            try:
+                cgroups.kill_members(resource)
+            except _errors.UruncError as exc:
+                _log.warning(f"container {container.id}: {exc}")
+    for resource in reversed(recorded):
         try:
-            _release(resource)
+            _release(container, resource)
         except Exception as exc:  # noqa: BLE001 - go on releasing the rest, report each
-            _log.warning(f"cannot release {resource}: {exc}")
+            _log.warning(f"cannot release {str(resource)[:300]}: {exc}")
     _remove_tree(container.dir)
 
 
-def _release(resource: dict[str, str]) -> None:
-    kind = resource.get("kind")
+def _release(container: Container, resource: Any) -> None:
+    """Undo one recorded resource; one that names what is not this container's is refused:
+    a file outside its state dir, a directory outside the cgroup filesystem, a namespace
+    that is not one (see cgroups.checked, network.release)."""
+    kind = resource.get("kind") if isinstance(resource, dict) else None
     if kind == "file":
+        path = resource.get("path")
+        state_dir = os.path.realpath(container.dir)
+        parent = os.path.realpath(os.path.dirname(path)) if isinstance(path, str) and "\0" not in path else ""
+        if (not parent or os.path.basename(path) in ("", ".", "..")
+                or not (parent == state_dir or parent.startswith(state_dir + "/"))):
+            raise _errors.HostError(f"refusing to remove {path!r:.200}: not in the state directory")
         try:
-            os.unlink(resource["path"])
+            os.unlink(path)
         except FileNotFoundError:
             pass
     elif kind == "cgroup":
@@ -369,8 +418,18 @@ def _release(resource: dict[str, str]) -> None:
 
         cgroups.release(resource)
     elif kind == "tap":
+        import stat
+
         from urunc.host import network
 
+        path = resource.get("netns")
+        try:
+            st = os.stat(path) if isinstance(path, str) and path else None
+        except FileNotFoundError:
+            return  # the namespace is gone, and our interfaces with it
+        # A namespace file (nsfs) is a regular file; a FIFO here would block the open
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise _errors.HostError(f"refusing to open {path!r:.200}: not a network namespace")
         network.release(resource)
 
 

@@ -220,3 +220,26 @@ def test_docker_volume_reaches_a_linux_guest_read_only_and_read_write(
     assert result.stdout.replace("\r\n", "\n") == "docker-volume\nro-refused\n"
     assert (rw / "file").read_text() == "from-guest\n"
     assert not (ro / "new").exists()
+
+
+def test_docker_pause_and_unpause_stop_and_continue_a_linux_guest(dockerd: Dockerd, docker_linux_image: str) -> None:
+    cid = dockerd.docker("run", "-d", "--runtime", "urunc", docker_linux_image, "sh", "-c",
+                         "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done").stdout.strip()
+    try:
+        _wait_logs(dockerd, cid, "tick 3", 90)
+        pid = int(dockerd.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+        dockerd.docker("pause", cid)
+        assert dockerd.docker("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "paused"
+        time.sleep(0.5)
+        frozen = dockerd.docker("logs", cid).stdout
+        time.sleep(2.5)  # twelve ticks' worth
+        assert dockerd.docker("logs", cid).stdout == frozen
+        last = int(frozen.split()[-1])
+        dockerd.docker("unpause", cid)
+        assert dockerd.docker("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "running"
+        _wait_logs(dockerd, cid, f"tick {last + 3}\n", 30)
+        dockerd.docker("pause", cid)
+        dockerd.docker("rm", "-f", cid)  # a paused container is killed and removed
+    finally:
+        dockerd.docker("rm", "-f", cid, check=False)
+    _assert_gone(dockerd, cid, pid)

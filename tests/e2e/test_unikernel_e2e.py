@@ -93,3 +93,63 @@ def test_bad_image_fails_create_with_one_line_naming_the_value(containerd: Conta
     assert "unknown guest type 'plan9'" in result.stderr
     containerd.ctr("container", "rm", unique_id, check=False)
     assert not (_runc_root(containerd) / unique_id).exists()
+
+
+def _qmp_status(sock: Path) -> str:
+    """QEMU's own run state (query-status), asked on the container's QMP socket."""
+    import json
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(sock))
+        f = s.makefile("rwb")
+        f.readline()  # greeting
+        for command in ("qmp_capabilities", "query-status"):
+            f.write(json.dumps({"execute": command}).encode() + b"\n")
+            f.flush()
+            while True:
+                reply = json.loads(f.readline())
+                if "return" in reply:
+                    break
+        return str(reply["return"]["status"])
+
+
+def _task_status(containerd: Containerd, cid: str) -> str:
+    row = next(line.split() for line in containerd.ctr("task", "ls").stdout.splitlines()
+               if line.startswith(cid + " "))
+    return row[2]
+
+
+def test_ctr_task_pause_and_resume_stop_and_continue_the_guest(containerd: Containerd, hello_image: str,
+                                                               unique_id: str) -> None:
+    import json
+    import subprocess
+
+    containerd.ctr("run", "-d", "--runtime", RUNTIME, hello_image, unique_id, "hello", "wait", timeout=120)
+    state_dir = _runc_root(containerd) / unique_id
+    urunc_state = ["/usr/local/bin/urunc", "--root", str(_runc_root(containerd)), "state", unique_id]
+    try:
+        pid = int(next(line.split() for line in containerd.ctr("task", "ls").stdout.splitlines()
+                       if line.startswith(unique_id + " "))[1])
+        assert _qmp_status(state_dir / "qmp.sock") == "running"
+        containerd.ctr("task", "pause", unique_id)
+        assert _task_status(containerd, unique_id) == "PAUSED"
+        assert json.loads(subprocess.run(urunc_state, capture_output=True, check=True).stdout)["status"] == "paused"
+        assert _qmp_status(state_dir / "qmp.sock") == "paused"  # QEMU's vCPUs are stopped
+        containerd.ctr("task", "resume", unique_id)
+        assert _task_status(containerd, unique_id) == "RUNNING"
+        assert _qmp_status(state_dir / "qmp.sock") == "running"
+        # Paused again, `ctr task kill` (SIGTERM) ends it: a stopped guest cannot take the power button.
+        containerd.ctr("task", "pause", unique_id)
+        containerd.ctr("task", "kill", unique_id)
+        deadline = time.monotonic() + 10
+        while _task_status(containerd, unique_id) != "STOPPED":
+            assert time.monotonic() < deadline, containerd.ctr("task", "ls").stdout
+            time.sleep(0.1)
+        containerd.ctr("task", "delete", unique_id)
+    finally:
+        containerd.ctr("task", "delete", "-f", unique_id, check=False)
+        containerd.ctr("container", "rm", unique_id, check=False)
+    assert state_letter(pid) in DEAD
+    assert not state_dir.exists()

@@ -106,6 +106,32 @@ def urunc_toml(text: str) -> Callable[[Path], None]:
     return apply
 
 
+def special(rel: str, kind: str) -> Callable[[Path], None]:
+    """REL in the bundle as a FIFO, or as a symlink to a device (a read that never ends)."""
+    def apply(bundle: Path) -> None:
+        p = bundle / rel
+        if p.exists() or p.is_symlink():
+            p.unlink()
+        if kind == "fifo":
+            os.mkfifo(p)
+        else:
+            p.symlink_to(kind)
+    return apply
+
+
+def solo5_kernel(phoff: int, note_offset: int | None = None) -> Callable[[Path], None]:
+    """A Solo5 guest on solo5-spt whose ELF names an offset past any file (>= 2**63)."""
+    import struct
+
+    def apply(bundle: Path) -> None:
+        header = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)          # ELFCLASS64, little endian
+        header += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, phoff, 0, 0, 64, 56, 1, 0, 0, 0)
+        note = struct.pack("<IIQQQQQQ", 4, 4, note_offset or 0, 0, 0, 100, 100, 8)  # one PT_NOTE
+        (bundle / "rootfs" / "unikernel" / "hello.elf").write_bytes(header + note + bytes(64))
+        annotate(unikernelType="solo5", hypervisor="spt")(bundle)
+    return apply
+
+
 def both(*fns: Callable[[Path], None]) -> Callable[[Path], None]:
     def apply(bundle: Path) -> None:
         for fn in fns:
@@ -175,6 +201,23 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "kernel-symlink-absolute-stays-inside": (kernel_as("abs-outside"), "not found"),
     "kernel-symlink-loop": (kernel_as("loop"), "too many levels"),
     "kernel-too-large": (kernel_as("huge"), "larger than"),
+    # special files and unbounded input (issue 12, items 3-5): refused before they are read
+    "config-json-fifo": (special("config.json", "fifo"), "config.json: not a regular file"),
+    "config-json-dev-zero": (special("config.json", "/dev/zero"), "config.json: not a regular file"),
+    "config-json-nested": (write_config('{"a":' * 100000 + "1" + "}" * 100000), "nested too deeply"),
+    "urunc-json-fifo": (both(urunc_json(GOOD_JSON), special("rootfs/urunc.json", "fifo")),
+                        "cannot read urunc.json: not a regular file"),
+    "urunc-json-nested": (urunc_json(b'{"a":' * 100000 + b"1" + b"}" * 100000), "nested too deeply"),
+    "config-toml-fifo": (special("urunc.toml", "fifo"), "urunc.toml: not a regular file"),
+    "config-toml-dev-zero": (special("urunc.toml", "/dev/zero"), "urunc.toml: not a regular file"),
+    "config-one-mib-argument": (edit_spec(lambda s: s["process"].__setitem__("args", ["hello", "a" * (1 << 20)])),
+                                "more than the 126976 one qemu argument can take"),
+    "config-args-too-long-together": (
+        edit_spec(lambda s: s["process"].__setitem__("args", ["hello"] + ["a" * 1000] * 130)),
+        "process.args and process.env make a guest command line of"),
+    "solo5-phdr-offset-beyond-2-63": (solo5_kernel(phoff=2**63), "program header table at offset 9223372036854775808"),
+    "solo5-note-offset-beyond-2-63": (solo5_kernel(phoff=64, note_offset=2**64 - 1),
+                                      "note at offset 18446744073709551615"),
     # host configuration
     "monitor-binary-missing": (urunc_toml('[monitors.qemu]\npath = "/nonexistent/qemu"\n'),
                                "not executable"),

@@ -187,7 +187,8 @@ def test_native_state_prints_what_python_prints_in_every_status(tmp_path: Path, 
     data["pid_start"] = None
     record.write_text(json.dumps(data))
     native, python = both("st2", native_answers=False)
-    assert json.loads(python)["status"] == "created"
+    # no start time, no process: a PID alone never names the container's init (issue 12, item 7)
+    assert (json.loads(python)["status"], json.loads(python)["pid"]) == ("stopped", 0)
     for cid in ("st1", "st2"):
         urunc(state_root, "delete", "--force", cid, check=True)
     for front in (URUNC, str(native_only)):  # the native answer is Python's, word for word
@@ -302,6 +303,10 @@ def test_native_kill_reads_signal_names_as_python_does(tmp_path: Path, state_roo
     catcher = subprocess.Popen([sys.executable, "-c", CATCHER], stdout=subprocess.PIPE, text=True)
     try:
         assert catcher.stdout is not None and catcher.stdout.readline() == "ready\n"
+        # in the container's cgroup, as its monitor would be: a start time alone is not enough
+        for resource in json.loads((state_root / "nn1" / "resources.json").read_text()):
+            for leaf in resource.get("leaves", []):
+                Path(leaf, "cgroup.procs").write_text(str(catcher.pid))
         record_path.write_text(json.dumps({**record, "pid": catcher.pid, "pid_start": proc.start_time(catcher.pid)}))
         names = [n for n in proc._SIGNALS if n not in ("KILL", "STOP")]
         for text in [*names, *(f"SIG{n}" for n in names), *(f"sig{n.lower()}" for n in names),

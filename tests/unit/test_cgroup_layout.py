@@ -170,7 +170,7 @@ def test_v2_setup_on_a_fake_tree_writes_limits_records_and_releases(tmp_path: Pa
         for f in d.iterdir():
             if f.is_file():
                 f.unlink()
-    cgroups.release(resources[0])
+    cgroups.release(resources[0], mount_points=[str(point)])
     assert not (existing / "pod1").exists()
     assert existing.is_dir()
 
@@ -180,7 +180,7 @@ def test_release_keeps_a_shared_ancestor_in_use(tmp_path: Path) -> None:
     (parent / "other").mkdir(parents=True)
     (parent / "mine").mkdir()
     cgroups.release({"kind": "cgroup", "dirs": [str(parent), str(parent / "mine")],
-                     "leaves": [str(parent / "mine")]})
+                     "leaves": [str(parent / "mine")]}, mount_points=[str(tmp_path)])
     assert not (parent / "mine").exists()
     assert (parent / "other").is_dir()
 
@@ -190,3 +190,17 @@ def test_joining_names_the_writer(tmp_path: Path) -> None:
     tasks.write_text("")
     cgroups.join([str(tasks)])
     assert tasks.read_text() == "0"
+
+
+@pytest.mark.parametrize("dirs", [["/etc/urunc-not-a-cgroup"], ["{point}/../outside"], ["{point}"],
+                                  ["{point}/a/./b"], ["relative/dir"]])
+def test_release_refuses_a_directory_not_below_a_cgroup_mount(tmp_path: Path, dirs: list[str]) -> None:
+    # resources.json is the container's, but a damaged or forged one must not name another directory
+    point = tmp_path / "cgroup"
+    (point / "a" / "b").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    named = [d.format(point=point) for d in dirs]
+    with pytest.raises(_errors.HostError, match="not below a cgroup mount"):
+        cgroups.release({"kind": "cgroup", "dirs": named, "leaves": named}, mount_points=[str(point)])
+    assert outside.is_dir() and point.is_dir() and (point / "a" / "b").is_dir()

@@ -8,6 +8,8 @@ import sys
 from urunc import _errors, _jsonlite
 from urunc.commands import _common
 
+DAMAGED = "damaged"  # a record that cannot be read: not an OCI status, and no container should have it
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -28,7 +30,15 @@ def run(ctx: Context, args: Args) -> int:
         if kind == "urunc":
             try:
                 container.load()
-            except _errors.UruncError:
+            except _errors.NotFound:
+                continue  # deleted meanwhile
+            except _errors.UruncError as exc:
+                # Listed, not hidden: its init and cgroup are still there for `delete --force`
+                from urunc import _log
+
+                _log.warning(f"{exc}; `delete --force {container_id}` removes it")
+                states.append({"ociVersion": "1.0.2", "id": container_id, "status": DAMAGED, "pid": 0,
+                               "bundle": "", "rootfs": "", "created": "", "annotations": {}, "owner": ""})
                 continue
             states.append(container.oci_state())
         elif kind == "runc":

@@ -1,7 +1,8 @@
-"""exec, pause, resume, update, checkpoint, restore, events, spec.
+"""update, checkpoint, restore, events, spec.
 
-runc's containers get runc's behaviour; a unikernel container has no
-processes to exec into or freeze from the host, so these fail in one line.
+runc's containers get runc's behaviour; urunc implements none of these for a
+unikernel container (a VM's resources and memory are not a process tree's), so
+they fail in one line.
 """
 
 from __future__ import annotations

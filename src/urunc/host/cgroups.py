@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from urunc import _errors
 from urunc.host import resources
@@ -374,16 +375,97 @@ def leave(files: list[str]) -> None:
         _write(os.path.join(directory, os.path.basename(name)), "0")
 
 
-def release(resource: dict[str, Any]) -> None:
-    """Remove the directories this container created, deepest first.
+def checked(resource: dict[str, Any], mount_points: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """The directories and leaves of a cgroup entry of resources.json, each checked to lie
+    strictly below a cgroup mount (normalised, no ``..``): a damaged or forged entry never
+    names another directory to remove or a process tree to kill."""
+    dirs, leaves = resource.get("dirs"), resource.get("leaves") or []
+    if (not isinstance(dirs, list) or not isinstance(leaves, list)
+            or not all(isinstance(d, str) for d in dirs + leaves) or not set(leaves) <= set(dirs)):
+        raise _errors.HostError("malformed cgroup entry in resources.json")
+    if mount_points is None:
+        mount_points = list(host_layout()[1].values())
+    for directory in dirs:
+        if ("\0" in directory or os.path.normpath(directory) != directory
+                or not any(directory.startswith(point.rstrip("/") + "/") for point in mount_points)):
+            raise _errors.HostError(f"refusing cgroup {directory!r:.200} in resources.json: "
+                                    "not below a cgroup mount")
+    return dirs, leaves
+
+
+def kill_members(resource: dict[str, Any], timeout: float = 10.0) -> None:
+    """SIGKILL every process left in the leaves this container created, and wait until they are gone.
+
+    Only the container's init (then its monitor) ever joins them, so whatever is there is
+    this container's: what finds the init when its record is too damaged to name it. A
+    leaf with cgroups below it is no container's leaf and is refused.
+    """
+    import _signal  # type: ignore[import-not-found]  # not `signal`: its enum import costs ~7 ms
+    import select
+
+    _dirs, leaves = checked(resource)
+    members = _members(leaves)
+    if not members:
+        return
+    dying = select.poll()
+    pidfds: list[int] = []
+    waiting: set[int] = set()
+    try:
+        for pid in members:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone already
+            pidfds.append(pidfd)
+            try:
+                # Still listed now that the pidfd pins which process PID is: a member, never
+                # a process that took the number of one that exited meanwhile.
+                if pid in _members(leaves):
+                    _signal.pidfd_send_signal(pidfd, 9)
+                    dying.register(pidfd, select.POLLIN)
+                    waiting.add(pidfd)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while waiting:  # a pidfd polls readable once its process has exited
+            for fd, _ in dying.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                dying.unregister(fd)
+                waiting.discard(fd)
+            if waiting and time.monotonic() > deadline:
+                raise _errors.HostError(f"processes in cgroup {leaves[0]} did not die")
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+
+
+def _members(leaves: list[str]) -> set[int]:
+    """The processes in LEAVES (but this one), as cgroup.procs lists them."""
+    found: set[int] = set()
+    for leaf in leaves:
+        try:
+            with os.scandir(leaf) as entries:
+                if any(e.is_dir(follow_symlinks=False) for e in entries):
+                    raise _errors.HostError(f"refusing to kill the processes of cgroup {leaf}: "
+                                            "it has cgroups below it")
+            with open(os.path.join(leaf, "cgroup.procs"), "rb") as f:
+                pids = f.read(1 << 20).split()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise _errors.HostError(f"cannot read cgroup {leaf}: {exc.strerror}") from None
+        found.update(int(p) for p in pids if p.isdigit())
+    found.discard(os.getpid())
+    return found
+
+
+def release(resource: dict[str, Any], mount_points: list[str] | None = None) -> None:
+    """Remove the directories this container created, deepest first (see ``checked``).
 
     An ancestor shared with another container is left while not empty; a
     leaf may stay busy for a moment while the dead monitor is reaped.
     """
-    import time
-
-    dirs = [d for d in resource.get("dirs") or [] if isinstance(d, str)]
-    leaves = set(resource.get("leaves") or [])
+    dirs, leaf_list = checked(resource, mount_points)
+    leaves = set(leaf_list)
     for directory in sorted(dirs, key=lambda d: -d.count("/")):
         deadline = time.monotonic() + 2.0
         while True:

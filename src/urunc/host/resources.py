@@ -11,25 +11,26 @@ from __future__ import annotations
 import os
 
 from urunc import _errors, _jsonlite
-from urunc._files import write_atomic
+from urunc._files import read_regular, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 RESOURCES_FILE = "resources.json"
+MAX_BYTES = 1024 * 1024
 
 
 def load(state_dir: str, *, strict: bool = True) -> list[Any]:
     """The recorded entries, oldest first; a corrupt record raises unless not STRICT."""
     try:
-        with open(os.path.join(state_dir, RESOURCES_FILE), "rb") as f:
-            resources = _jsonlite.loads(f.read())
+        resources = _jsonlite.loads(read_regular(os.path.join(state_dir, RESOURCES_FILE), MAX_BYTES, nofollow=True))
     except FileNotFoundError:
         return []
-    except ValueError:
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         if strict:
-            raise _errors.HostError(f"corrupt {RESOURCES_FILE} in {state_dir}") from None
+            why = exc.strerror if isinstance(exc, OSError) else "not json"
+            raise _errors.HostError(f"corrupt {RESOURCES_FILE} in {state_dir}: {why}") from None
         return []
     return resources if isinstance(resources, list) else []
 

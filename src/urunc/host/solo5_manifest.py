@@ -64,8 +64,12 @@ def _bad(path: str, why: str) -> _errors.PlanError:
 
 def read(path: str) -> Manifest | None:
     """The manifest of the ELF file at ``path``; None when it carries no Solo5 manifest note."""
+    from urunc._files import open_regular
+
     try:
-        with open(path, "rb") as f:
+        # PATH was resolved inside the rootfs: not a FIFO or a device put there since (those would
+        # block or never end), nor a symlink
+        with open(open_regular(path, nofollow=True), "rb") as f:
             return _parse(f, path)
     except OSError as exc:
         raise _errors.PlanError(f"cannot read {path}: {exc.strerror}") from None
@@ -93,6 +97,9 @@ def _parse(f: BinaryIO, path: str) -> Manifest | None:
         return None
     if phentsize < 56 or phnum > _MAX_PHDRS:
         raise _bad(path, f"program header table ({phnum} entries of {phentsize} bytes)")
+    size = f.seek(0, 2)   # offsets come from the file: one past its end (even 2**64-1) is truncation
+    if phoff > size:
+        raise _bad(path, f"program header table at offset {phoff} past the end ({size} bytes)")
     f.seek(phoff)
     table = f.read(phentsize * phnum)
     if len(table) != phentsize * phnum:
@@ -104,6 +111,8 @@ def _parse(f: BinaryIO, path: str) -> Manifest | None:
         offset, filesz = u(ph, 8, 8), u(ph, 32, 8)
         if filesz < 20:
             continue
+        if offset > size:
+            raise _bad(path, f"note at offset {offset} past the end ({size} bytes)")
         f.seek(offset)
         header = f.read(20)
         if len(header) != 20:
@@ -111,9 +120,9 @@ def _parse(f: BinaryIO, path: str) -> Manifest | None:
         namesz, descsz, ntype = u(header, 0, 4), u(header, 4, 4), u(header, 8, 4)
         if namesz != len(NOTE_NAME) or header[12:18] != NOTE_NAME or ntype != NOTE_TYPE_MFT1:
             continue
-        if descsz < 1 or descsz > _MAX_NOTE or filesz < 20 + descsz:
+        pad = (-20) % _NOTE_ALIGN   # the descriptor's first bytes, before its 8-aligned struct
+        if descsz <= pad or descsz > _MAX_NOTE or filesz < 20 + descsz:
             raise _bad(path, f"note descriptor size {descsz} (segment holds {filesz} bytes)")
-        pad = (-20) % _NOTE_ALIGN
         f.seek(offset + 20 + pad)
         body = f.read(descsz - pad)
         if len(body) != descsz - pad:

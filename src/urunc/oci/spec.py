@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 
 from urunc import _errors, _jsonlite
+from urunc._files import read_regular
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 # The namespaces the OCI spec names, with their clone(2) flags.
 NAMESPACE_FLAGS = {
@@ -35,7 +38,7 @@ class Spec:
         self.raw = raw
         root = _obj(raw.get("root"), "root")
         root_path = root.get("path", "rootfs")
-        if not isinstance(root_path, str) or not root_path:
+        if not isinstance(root_path, str) or not root_path or "\0" in root_path:
             raise _errors.BundleError(f"invalid root.path {root_path!r} in config.json")
         self.rootfs = os.path.normpath(os.path.join(bundle, root_path))
         self.root_readonly = root.get("readonly") is True
@@ -49,14 +52,14 @@ class Spec:
         self.args = _strings(process.get("args"), "process.args")
         self.env = _strings(process.get("env"), "process.env")
         cwd = process.get("cwd", "/")
-        self.cwd = cwd if isinstance(cwd, str) and cwd else "/"
+        self.cwd = _no_nul(cwd, "process.cwd") if isinstance(cwd, str) and cwd else "/"
         self.terminal = bool(process.get("terminal", False))
         user = _obj(process.get("user"), "process.user")
         self.uid = _int(user.get("uid", 0), "process.user.uid", 0, 2**32 - 2)
         self.gid = _int(user.get("gid", 0), "process.user.gid", 0, 2**32 - 2)
         self.additional_gids = tuple(_int(g, "process.user.additionalGids", 0, 2**32 - 2)
                                      for g in (user.get("additionalGids") or []))
-        self.hostname = raw.get("hostname") if isinstance(raw.get("hostname"), str) else ""
+        self.hostname = _no_nul(raw["hostname"], "hostname") if isinstance(raw.get("hostname"), str) else ""
         linux = _obj(raw.get("linux"), "linux")
         self.namespaces: list[tuple[str, str]] = []
         for ns in linux.get("namespaces") or []:
@@ -65,12 +68,12 @@ class Spec:
             if kind not in NAMESPACE_FLAGS:
                 raise _errors.BundleError(f"unknown namespace type {kind!r} in config.json")
             path = ns.get("path") or ""
-            if not isinstance(path, str):
-                raise _errors.BundleError(f"invalid path for {kind} namespace")
+            if not isinstance(path, str) or "\0" in path:
+                raise _errors.BundleError(f"invalid path {path!r:.80} for {kind} namespace")
             self.namespaces.append((kind, path))
         self.has_seccomp = bool(linux.get("seccomp"))
         cgroups_path = linux.get("cgroupsPath") or ""
-        self.cgroups_path = cgroups_path if isinstance(cgroups_path, str) else ""
+        self.cgroups_path = _no_nul(cgroups_path, "linux.cgroupsPath") if isinstance(cgroups_path, str) else ""
         resources = _obj(linux.get("resources"), "linux.resources")
         memory = _obj(resources.get("memory"), "linux.resources.memory")
         limit = memory.get("limit")
@@ -98,14 +101,11 @@ def load(bundle: str) -> Spec:
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise _errors.BundleError(f"missing config.json in bundle {bundle}") from None
     except OSError as exc:
         raise _errors.BundleError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > 16 * 1024 * 1024:
-        raise _errors.BundleError(f"{path} is larger than 16 MiB")
     try:
         raw = _jsonlite.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -128,7 +128,16 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _errors.BundleError(f"{where} in config.json must be a list of strings")
+    for v in value:
+        _no_nul(v, where)
     return tuple(value)
+
+
+def _no_nul(value: str, where: str) -> str:
+    """VALUE, which reaches a system call or an argv, where a NUL byte cannot go."""
+    if "\0" in value:
+        raise _errors.BundleError(f"{where} {value!r:.80} in config.json contains a NUL byte")
+    return value
 
 
 def _int(value: Any, where: str, low: int, high: int) -> int:

@@ -12,6 +12,7 @@ import os
 import time
 
 from urunc import _errors, _jsonlite
+from urunc._files import read_regular
 from urunc.host import proc
 
 TYPE_CHECKING = False
@@ -25,13 +26,21 @@ CREATING = "creating"
 CREATED = "created"
 RUNNING = "running"
 STOPPED = "stopped"
+PAUSED = "paused"  # a running container with a PAUSE_MARK (see host/freezer.py)
+PAUSE_MARK = "paused"
 
+MAX_ID_LENGTH = 255  # NAME_MAX: the ID names the state directory (and, by default, the cgroup)
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def validate_id(container_id: str) -> None:
-    if (not container_id or container_id in (".", "..") or len(container_id) > 1024
-            or not set(container_id) <= _ID_CHARS):
+    """runc's rule (letters, digits, ``_+-.``), and a length the state dir's name can take:
+    the same rule as ``valid_id`` in src/front/urunc.c."""
+    if len(container_id) > MAX_ID_LENGTH:
+        raise _errors.UsageError(f"invalid container id {container_id[:40]!r}... "
+                                 f"({len(container_id)} characters, at most {MAX_ID_LENGTH})")
+    if not container_id or container_id in (".", "..") or not set(container_id) <= _ID_CHARS:
         raise _errors.UsageError(f"invalid container id {container_id!r}")
 
 
@@ -101,16 +110,21 @@ class Container:
 
     def load(self) -> dict[str, Any]:
         try:
-            with open(os.path.join(self.dir, STATE_FILE), "rb") as f:
-                data = f.read()
+            data = read_regular(os.path.join(self.dir, STATE_FILE), MAX_RECORD_BYTES, nofollow=True)
         except FileNotFoundError:
             raise _errors.NotFound(self.id) from None
+        except OSError as exc:
+            raise _errors.ContainerError(f"state of container {self.id} is corrupt: "
+                                         f"{STATE_FILE}: {exc.strerror}") from None
         try:
             record = _jsonlite.loads(data)
         except ValueError as exc:
             raise _errors.ContainerError(f"state of container {self.id} is corrupt: {exc}") from None
         if not isinstance(record, dict):
             raise _errors.ContainerError(f"state of container {self.id} is corrupt")
+        damage = _damage(record)
+        if damage:
+            raise _errors.ContainerError(f"state of container {self.id} is corrupt: {damage}")
         self.record = record
         return record
 
@@ -137,7 +151,9 @@ class Container:
         if not proc.is_alive(pid, self.record.get("pid_start")):
             return STOPPED
         if recorded == CREATED and not os.path.exists(os.path.join(self.dir, FIFO)):
-            return RUNNING  # started by the native `start` (src/front/urunc.c), which leaves the record be
+            recorded = RUNNING  # started by the native `start` (src/front/urunc.c), which leaves the record be
+        if recorded == RUNNING and os.path.exists(os.path.join(self.dir, PAUSE_MARK)):
+            return PAUSED
         return str(recorded)
 
     def oci_state(self) -> dict[str, Any]:
@@ -146,13 +162,34 @@ class Container:
             "ociVersion": "1.0.2",
             "id": self.id,
             "status": status,
-            "pid": self.pid if status in (CREATING, CREATED, RUNNING) else 0,
+            "pid": self.pid if status in (CREATING, CREATED, RUNNING, PAUSED) else 0,
             "bundle": self.record.get("bundle", ""),
             "rootfs": self.record.get("rootfs", ""),
             "created": self.record.get("created", ""),
             "annotations": self.record.get("annotations", {}),
             "owner": "",
         }
+
+
+def _damage(record: dict[str, Any]) -> str:
+    """What in a loaded record has a type or value no urunc writes ("" when none): every command
+    reads these fields as typed (a PID is signalled, the OCI state goes to containerd)."""
+    status = record.get("status", CREATING)
+    if status not in (CREATING, CREATED, RUNNING, STOPPED):
+        return f"status {status!r:.80}"
+    for key in ("pid", "pid_start"):
+        value = record.get(key)
+        if value is not None and (type(value) is not int or not 0 <= value < (2**31 if key == "pid" else 2**63)):
+            return f"{key} {value!r:.80}"
+    for key in ("bundle", "rootfs", "created"):
+        if not isinstance(record.get(key, ""), str):
+            return f"{key} is not a string"
+    annotations = record.get("annotations", {})
+    if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+        return "annotations are not strings"
+    if not isinstance(record.get("hooks") or {}, dict):
+        return "hooks are not an object"
+    return ""
 
 
 def list_ids(root: str) -> list[str]:

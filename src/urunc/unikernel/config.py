@@ -8,6 +8,7 @@ format images built for the Go urunc carry. Spec annotations win.
 from __future__ import annotations
 
 from urunc import _errors, _jsonlite
+from urunc._files import read_regular
 from urunc.unikernel import rootfs as _rootfs
 
 PREFIX = "com.urunc.unikernel."
@@ -48,14 +49,12 @@ def _check_value(key: str, value: str, where: str) -> str:
 def from_urunc_json(rootfs: str) -> dict[str, str] | None:
     host_path = _rootfs.resolve(rootfs, URUNC_JSON, "urunc.json")
     try:
-        with open(host_path, "rb") as f:
-            data = f.read(_MAX_FILE + 1)
+        # resolve() followed every symlink inside the rootfs: one put in place since is refused
+        data = read_regular(host_path, _MAX_FILE, nofollow=True)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     except OSError as exc:
         raise _errors.BundleError(f"cannot read urunc.json: {exc.strerror}") from None
-    if len(data) > _MAX_FILE:
-        raise _errors.BundleError(f"urunc.json is larger than {_MAX_FILE} bytes")
     try:
         raw = _jsonlite.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
