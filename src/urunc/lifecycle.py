@@ -231,7 +231,15 @@ def kill(container: Container, signal: int, all_processes: bool) -> None:
 
 
 def _powerdown(container: Container) -> bool:
-    """Press the guest's power button through QMP; False when there is no QMP to ask."""
+    """Ask the guest to stop: a guest with an exec channel (a Linux guest) gets SIGTERM for its
+    application through its init at once; others get the power button pressed through QMP.
+    False when there is nobody to ask (the caller signals the monitor)."""
+    plan = container.record.get("plan") or {}
+    if isinstance(plan, dict) and plan.get("exec_ports"):
+        from urunc.guests import linux_exec
+
+        if linux_exec.stop_application(container.dir, SIGTERM):
+            return True
     from urunc.host import qmp
 
     path = qmp.socket_path(container.dir)

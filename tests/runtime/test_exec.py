@@ -242,3 +242,34 @@ def test_exec_into_a_linux_guest_not_yet_started_fails_in_one_line(tmp_path: Pat
         assert created.stderr.strip() == "urunc: cannot exec in a created container early"
     finally:
         urunc(root, "delete", "--force", "early")
+
+
+def test_sigterm_stops_a_linux_guest_gracefully_through_its_init(tmp_path: Path) -> None:
+    """`kill TERM` (docker stop, kubectl delete) reaches the application inside the VM at once,
+    instead of an ACPI button a Linux guest's init does not watch and a 10 s grace period."""
+    if not GUEST_KERNEL.exists():
+        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
+    bundle = tmp_path / "b"
+    busybox_rootfs(bundle / "rootfs")
+    write_spec(bundle, base_spec(["sh", "-c", "trap 'echo graceful-exit; exit 0' TERM; echo app-up; "
+                                  "while true; do sleep 0.1; done"], env=[DEFAULT_PATH],
+                                 annotations={"com.urunc.unikernel.unikernelType": "linux",
+                                              "com.urunc.unikernel.hypervisor": "qemu"}))
+    root = tmp_path / "state"
+    out = tmp_path / "console"
+    code, text = create(root, bundle, "term", console=out)
+    assert code == 0, text
+    try:
+        assert urunc(root, "start", "term").returncode == 0
+        deadline = time.monotonic() + 60
+        while "app-up" not in out.read_text(errors="replace"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)  # the exec agent starts with the application
+        t0 = time.monotonic()
+        assert urunc(root, "kill", "term", "TERM").returncode == 0
+        wait_status(root, "term", "stopped", timeout=30)
+        assert time.monotonic() - t0 < 8  # the default grace period is 10 s
+        assert "graceful-exit" in out.read_text(errors="replace")
+    finally:
+        urunc(root, "delete", "--force", "term")
