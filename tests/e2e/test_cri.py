@@ -245,6 +245,11 @@ def test_unikernel_pod_full_lifecycle_log_exit_codes_and_teardown(cri: CriClient
         assert ipaddress.IPv4Address(pod_ip) in CNI_SUBNET
         # The pause container went through urunc's shim and was handed to runc.
         assert _runtime_of(pod_id) == "runc"
+        # runc's start returns when its init was released, a moment before that init execs
+        # /pause (until then its exe is runc's own detached copy, which reads as "/").
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{pause_pid}/exe") != "/pause" and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert os.readlink(f"/proc/{pause_pid}/exe") == "/pause"
 
         # 1. A guest that prints and exits: its console is the CRI log, exit code 0.
