@@ -16,15 +16,23 @@ if TYPE_CHECKING:
     from typing import Any
 
 _WS = " \t\r\n"
+_INF = float("inf")
 
 
 class _ScanContext:
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
     parse_int = int
     memo: dict[str, str] = {}
+
+    @staticmethod
+    def parse_float(text: str) -> float:
+        # 1e400 would be inf, which dumps() refuses: a record read could not be written back
+        value = float(text)
+        if value in (_INF, -_INF):
+            raise ValueError(f"number {text[:40]} is out of range")
+        return value
 
     @staticmethod
     def parse_constant(name: str) -> Any:
@@ -56,6 +64,8 @@ def loads(text: str | bytes) -> Any:
         raise ValueError(f"expecting a value at char {exc.value}") from None
     except ValueError as exc:
         raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     except SystemError:
         # _json raises its syntax errors through json.decoder, found only once imported:
         # import it on this error path alone, and scan again for the real message.
@@ -66,6 +76,17 @@ def loads(text: str | bytes) -> Any:
         end += 1
     if end != n:
         raise ValueError(f"extra data at char {end}")
+    return value
+
+
+def loads_object(data: bytes, what: str, error: type[Exception]) -> dict[str, Any]:
+    """DATA as one JSON object; anything else raises ERROR("malformed WHAT: why")."""
+    try:
+        value = loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"malformed {what}: {exc}") from None
+    if not isinstance(value, dict):
+        raise error(f"malformed {what}: not a json object")
     return value
 
 

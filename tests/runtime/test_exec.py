@@ -26,27 +26,35 @@ from tests.helpers.rootfs import busybox_rootfs
 GUEST_KERNEL = Path("/usr/local/lib/urunc/guest/vmlinux")
 
 
+LINUX = {"com.urunc.unikernel.unikernelType": "linux", "com.urunc.unikernel.hypervisor": "qemu"}
+APP = "echo app-up; exec sleep 100000"
+
+
+def _linux_guest(work: Path, cid: str, script: str = APP, env: tuple[str, ...] = (),
+                 start: bool = True) -> tuple[Path, Path]:
+    """A busybox Linux guest created (and started, its application up) under WORK: (state root,
+    console file). The caller deletes it."""
+    if not GUEST_KERNEL.exists():
+        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
+    bundle = work / "b"
+    busybox_rootfs(bundle / "rootfs")
+    write_spec(bundle, base_spec(["sh", "-c", script], env=[DEFAULT_PATH, *env], annotations=LINUX))
+    root, out = work / "state", work / "console"
+    code, text = create(root, bundle, cid, console=out)
+    assert code == 0, text
+    if start:
+        assert urunc(root, "start", cid).returncode == 0
+        deadline = time.monotonic() + 60
+        while "app-up" not in out.read_text(errors="replace"):
+            assert time.monotonic() < deadline, out.read_text(errors="replace")
+            time.sleep(0.1)
+    return root, out
+
+
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """One running Linux guest (busybox, its app sleeping) shared by the tests: (state root, id)."""
-    if not GUEST_KERNEL.exists():
-        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
-    work = tmp_path_factory.mktemp("exec")
-    bundle = work / "b"
-    busybox_rootfs(bundle / "rootfs")
-    spec = base_spec(["sh", "-c", "echo app-up; exec sleep 100000"], env=[DEFAULT_PATH, "FROM_SPEC=1"],
-                     annotations={"com.urunc.unikernel.unikernelType": "linux",
-                                  "com.urunc.unikernel.hypervisor": "qemu"})
-    write_spec(bundle, spec)
-    root = work / "state"
-    out = work / "console"
-    code, text = create(root, bundle, "ex", console=out)
-    assert code == 0, text
-    assert urunc(root, "start", "ex").returncode == 0
-    deadline = time.monotonic() + 60
-    while "app-up" not in out.read_text(errors="replace"):
-        assert time.monotonic() < deadline, out.read_text(errors="replace")
-        time.sleep(0.1)
+    root, _out = _linux_guest(tmp_path_factory.mktemp("exec"), "ex", env=("FROM_SPEC=1",))
     yield root, "ex"
     urunc(root, "delete", "--force", "ex")
 
@@ -184,23 +192,8 @@ def test_exec_into_a_unikernel_or_a_stopped_container_fails_in_one_line(tmp_path
 
 
 def test_a_hostile_guest_writing_garbage_frames_cannot_hang_or_crash_the_exec(tmp_path: Path) -> None:
-    if not GUEST_KERNEL.exists():
-        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
-    bundle = tmp_path / "b"
-    busybox_rootfs(bundle / "rootfs")
-    write_spec(bundle, base_spec(["sh", "-c", "echo app-up; exec sleep 100000"], env=[DEFAULT_PATH],
-                                 annotations={"com.urunc.unikernel.unikernelType": "linux",
-                                              "com.urunc.unikernel.hypervisor": "qemu"}))
-    root = tmp_path / "state"
-    out = tmp_path / "console"
-    code, text = create(root, bundle, "hostile", console=out)
-    assert code == 0, text
+    root, _out = _linux_guest(tmp_path, "hostile")
     try:
-        assert urunc(root, "start", "hostile").returncode == 0
-        deadline = time.monotonic() + 60
-        while "app-up" not in out.read_text(errors="replace"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         # Root in the guest kills the agent and writes to every port: an oversized frame, an
         # unknown frame type, then noise, again and again.
         hostile = ("sleep 1; for p in $(pidof init); do [ \"$p\" != 1 ] && kill -9 $p; done; "
@@ -227,15 +220,7 @@ def test_a_hostile_guest_writing_garbage_frames_cannot_hang_or_crash_the_exec(tm
 
 
 def test_exec_into_a_linux_guest_not_yet_started_fails_in_one_line(tmp_path: Path) -> None:
-    if not GUEST_KERNEL.exists():
-        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
-    bundle = tmp_path / "b"
-    busybox_rootfs(bundle / "rootfs")
-    write_spec(bundle, base_spec(["true"], annotations={"com.urunc.unikernel.unikernelType": "linux",
-                                                        "com.urunc.unikernel.hypervisor": "qemu"}))
-    root = tmp_path / "state"
-    code, text = create(root, bundle, "early")
-    assert code == 0, text
+    root, _out = _linux_guest(tmp_path, "early", start=False)
     try:
         created = urunc(root, "exec", "early", "true")
         assert created.returncode == 1
@@ -247,24 +232,9 @@ def test_exec_into_a_linux_guest_not_yet_started_fails_in_one_line(tmp_path: Pat
 def test_sigterm_stops_a_linux_guest_gracefully_through_its_init(tmp_path: Path) -> None:
     """`kill TERM` (docker stop, kubectl delete) reaches the application inside the VM at once,
     instead of an ACPI button a Linux guest's init does not watch and a 10 s grace period."""
-    if not GUEST_KERNEL.exists():
-        pytest.skip(f"{GUEST_KERNEL} is not installed (run make install)")
-    bundle = tmp_path / "b"
-    busybox_rootfs(bundle / "rootfs")
-    write_spec(bundle, base_spec(["sh", "-c", "trap 'echo graceful-exit; exit 0' TERM; echo app-up; "
-                                  "while true; do sleep 0.1; done"], env=[DEFAULT_PATH],
-                                 annotations={"com.urunc.unikernel.unikernelType": "linux",
-                                              "com.urunc.unikernel.hypervisor": "qemu"}))
-    root = tmp_path / "state"
-    out = tmp_path / "console"
-    code, text = create(root, bundle, "term", console=out)
-    assert code == 0, text
+    root, out = _linux_guest(tmp_path, "term", "trap 'echo graceful-exit; exit 0' TERM; echo app-up; "
+                                               "while true; do sleep 0.1; done")
     try:
-        assert urunc(root, "start", "term").returncode == 0
-        deadline = time.monotonic() + 60
-        while "app-up" not in out.read_text(errors="replace"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         time.sleep(1)  # the exec agent starts with the application
         t0 = time.monotonic()
         assert urunc(root, "kill", "term", "TERM").returncode == 0

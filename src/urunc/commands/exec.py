@@ -83,20 +83,13 @@ def _process(args: Args, plan: Any) -> dict[str, Any]:
     path = args.value("process")
     if path:
         from urunc import _jsonlite
-
         from urunc._files import read_regular
 
         try:
             data = read_regular(path, MAX_PROCESS_JSON)
         except OSError as exc:
             raise _errors.UsageError(f"cannot read process file {path}: {exc.strerror}") from None
-        try:
-            process = _jsonlite.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _errors.UsageError(f"malformed process file {path}: {exc}") from None
-        if not isinstance(process, dict):
-            raise _errors.UsageError(f"malformed process file {path}: not a json object")
-        return process
+        return _jsonlite.loads_object(data, f"process file {path}", _errors.UsageError)
     command = args.positional[1:]
     env = list(plan.env)
     extra = args.options.get("env")

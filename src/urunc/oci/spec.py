@@ -106,13 +106,7 @@ def load(bundle: str) -> Spec:
         raise _errors.BundleError(f"missing config.json in bundle {bundle}") from None
     except OSError as exc:
         raise _errors.BundleError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        raw = _jsonlite.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _errors.BundleError(f"malformed {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise _errors.BundleError(f"malformed {path}: not a json object")
-    return Spec(bundle, raw)
+    return Spec(bundle, _jsonlite.loads_object(data, path, _errors.BundleError))
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:

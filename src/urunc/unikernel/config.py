@@ -55,12 +55,7 @@ def from_urunc_json(rootfs: str) -> dict[str, str] | None:
         return None
     except OSError as exc:
         raise _errors.BundleError(f"cannot read urunc.json: {exc.strerror}") from None
-    try:
-        raw = _jsonlite.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _errors.BundleError(f"malformed urunc.json: {exc}") from None
-    if not isinstance(raw, dict):
-        raise _errors.BundleError("malformed urunc.json: not a json object")
+    raw = _jsonlite.loads_object(data, "urunc.json", _errors.BundleError)
     import binascii
 
     values: dict[str, str] = {}
