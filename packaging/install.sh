@@ -50,7 +50,7 @@ nogc='import gc
 gc.disable()
 '
 entry "$LIB/urunc-py" urunc.cli entry "$nogc"
-entry "$LIB/urunc-init" urunc.host.init main "$nogc"
+entry "$LIB/urunc-init" urunc.init main "$nogc"
 entry "$PREFIX/bin/urunc-build" urunc.image.cli main
 
 # `urunc` itself is a small C front end: `start` natively, the rest handed to urunc-py.

@@ -24,7 +24,7 @@
  * (compact JSON: status, pid and pid_start of the init, ...); exec.fifo exists until start;
  * poststart marks a container whose poststart hooks Python must run; paused, a paused one.
  *
- * `create`: the init is a Python process of its own (src/urunc/host/init.py), cloned
+ * `create`: the init is a Python process of its own (src/urunc/init.py), cloned
  * here (as PID 1 of a new PID namespace when the spec asks for one) and given two pipes.
  * It does the create itself and reports a verdict line: "ok" (exit 0), "fail CODE" (it
  * has printed and logged the error), "runc PATH" (an ordinary bundle: exec runc), or

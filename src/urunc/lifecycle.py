@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from urunc import init
     from urunc.cli import Context
-    from urunc.host import init
     from urunc.oci.spec import Spec
     from urunc.unikernel.config import UnikernelConfig
     from urunc.unikernel.plan import Plan
@@ -48,8 +48,8 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
     returns its host PID.
     """
     _timestamps.mark("spec-loaded")
-    from urunc import config
-    from urunc.host import init, proc
+    from urunc import config, init
+    from urunc.host import proc
     from urunc.unikernel import plan as _plan
 
     container = Container(ctx.root, container_id)
@@ -240,7 +240,7 @@ def _powerdown(container: Container) -> bool:
 
         if linux_exec.stop_application(container.dir, SIGTERM):
             return True
-    from urunc.host import qmp
+    from urunc.monitors import qmp
 
     path = qmp.socket_path(container.dir)
     if not path or not os.path.exists(path):

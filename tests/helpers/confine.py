@@ -13,7 +13,7 @@ CLONE_NEWNET = 0x40000000
 def spawn_confined(argv: Sequence[str], confine: bool = True, pass_fds: Sequence[int] = (),
                    netns: str | None = None, prepare: Callable[[], None] | None = None) -> tuple[int, int]:
     """Fork; in the child enter NETNS (a path) if given, run PREPARE (e.g. open a tap there),
-    set no_new_privs, install the hvt filter (as host/init.py does), exec ARGV with PASS_FDS open.
+    set no_new_privs, install the hvt filter (as init.py does), exec ARGV with PASS_FDS open.
 
     Returns (pid, read end of its output).
     """

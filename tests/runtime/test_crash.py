@@ -189,7 +189,7 @@ def test_create_killed_at_random_moments_is_always_recovered(tmp_path: Path, sta
 
 SPAWN_WINDOW = r"""
 import os, sys
-from urunc.host import init
+from urunc import init
 from tests.unit._plans import plan
 
 def record(pid):

@@ -35,7 +35,8 @@ if mode == "cli":
     code = cli.main(argv)
 else:  # the init's start-time work on the recorded plan, without the execve
     from urunc.oci import store
-    from urunc.host import init, identity
+    from urunc import init
+    from urunc.host import identity
     from urunc.unikernel.plan import Plan
     container = store.Container(argv[0], argv[1])
     plan = Plan.from_dict(container.load()["plan"])

@@ -1,5 +1,5 @@
 """A container rootfs boots as a Linux microVM under QEMU and QEMU's exit status
-is the application's (guests/linux/init.c, urunc.host.initrd).
+is the application's (guests/linux/init.c, urunc.guests.linux_initrd).
 
 Needs build/linux/vmlinux, build/linux/modules (guests/linux/fetch-kernel.sh),
 build/linux/urunc-init (make -C guests/linux), qemu-system-x86_64 and a static
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from urunc.host.initrd import urunc_init_entries, write_initrd
+from urunc.guests.linux_initrd import urunc_init_entries, write_initrd
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "linux"

@@ -11,8 +11,8 @@ from _bundles import build
 from _plans import elf_with_note, manifest_desc
 
 from urunc import _errors
-from urunc.host import solo5_manifest
-from urunc.host.solo5_manifest import Device, Manifest
+from urunc.guests import solo5_manifest
+from urunc.guests.solo5_manifest import Device, Manifest
 
 NET, BLOCK = 2, 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from urunc.host.initrd import InitrdEntry, urunc_init_entries, write_initrd
+from urunc.guests.linux_initrd import InitrdEntry, urunc_init_entries, write_initrd
 
 
 @dataclass(frozen=True)

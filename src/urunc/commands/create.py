@@ -10,8 +10,7 @@ if TYPE_CHECKING:
 
 
 def run(ctx: Context, args: Args) -> int:
-    from urunc import lifecycle
-    from urunc.host import init
+    from urunc import init, lifecycle
 
     handle = init.take_prewarmed()
     try:

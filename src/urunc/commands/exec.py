@@ -121,7 +121,7 @@ def _relay(sock: int, process: dict[str, Any], terminal: bool, console_socket: s
     saved_mode = None
     if terminal:
         if console_socket:
-            from urunc.host.init import _console_pty
+            from urunc.init import _console_pty
 
             slave = _console_pty(console_socket)  # the master goes to whoever asked (the shim)
             os.setsid()

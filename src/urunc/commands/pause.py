@@ -1,8 +1,9 @@
 """urunc pause ID / urunc resume ID: stop a running VM where it is, and let it go on.
 
-QEMU is stopped through QMP (``stop``/``cont``: the vCPUs halt, the monitor
-still answers); every other monitor through the cgroup freezer (see
-host/freezer.py). ``state`` then says ``paused``. runc's containers go to runc.
+A monitor that can stop its VM does (QEMU through QMP ``stop``/``cont``: the
+vCPUs halt, the monitor still answers); every other one is frozen through the
+cgroup freezer (host/freezer.py). ``state`` then says ``paused``. runc's
+containers go to runc.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def run(ctx: Context, args: Args) -> int:
+    from urunc import monitors
     from urunc.host import freezer
     from urunc.oci.store import PAUSED, RUNNING
 
@@ -24,14 +26,15 @@ def run(ctx: Context, args: Args) -> int:
     with container:
         record = container.load()
         status = container.status()
+        plan = record.get("plan")
+        name = plan.get("monitor") if isinstance(plan, dict) else None
+        monitor = monitors.get(name) if isinstance(name, str) else monitors.Monitor()
         if command == "pause":
             if status != RUNNING:
                 raise _errors.WrongState(f"cannot pause container {container.id}: container not running "
                                          f"(it is {status})")
-            plan = record.get("plan")
-            monitor = plan.get("monitor") if isinstance(plan, dict) else None
             try:
-                freezer.pause(container.dir, monitor if isinstance(monitor, str) else "", container.pid)
+                freezer.pause(container.dir, container.pid, lambda: monitor.pause_vm(container.dir))
             except _errors.UruncError as exc:
                 raise _errors.HostError(f"cannot pause container {container.id}: {exc}") from None
         else:
@@ -39,7 +42,7 @@ def run(ctx: Context, args: Args) -> int:
                 raise _errors.WrongState(f"cannot resume container {container.id}: container not paused "
                                          f"(it is {status})")
             try:
-                freezer.resume(container.dir)
+                freezer.resume(container.dir, lambda: monitor.resume_vm(container.dir))
             except _errors.UruncError as exc:
                 raise _errors.HostError(f"cannot resume container {container.id}: {exc}") from None
     return 0

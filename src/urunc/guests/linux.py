@@ -27,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from urunc.host.initrd import InitrdEntry
+    from urunc.guests.linux_initrd import InitrdEntry
     from urunc.unikernel.net import NetInfo
     from urunc.unikernel.plan import Plan
 
@@ -43,7 +43,7 @@ def mount_entries(mounts: tuple[tuple[Any, ...], ...]) -> list[InitrdEntry]:
     ``tmpfs`` (SOURCE: its options). A file mount's copy is taken now, at create."""
     from pathlib import Path
 
-    from urunc.host import initrd
+    from urunc.guests import linux_initrd as initrd
     from urunc.unikernel import mounts as _mounts
 
     if not any(m[0] != "root" for m in mounts):
@@ -102,7 +102,7 @@ class Linux(Guest):
     def write_files(self, plan: Plan) -> Plan:
         from pathlib import Path
 
-        from urunc.host import initrd
+        from urunc.guests import linux_initrd as initrd
         from urunc.unikernel import mounts
 
         init = Path(GUEST_DIR, "urunc-init")
@@ -152,7 +152,7 @@ class Linux(Guest):
             return
         from pathlib import Path
 
-        from urunc.host import initrd
+        from urunc.guests import linux_initrd as initrd
 
         settings: dict[str, str | list[str]] = {"ip": net.cidr, "mac": net.mac}
         if net.gateway:

@@ -168,6 +168,6 @@ def _short(path: str) -> str:
 
 def listen_all(state_dir: str, ports: int = PORTS) -> list[int]:
     """Bind every port's socket (as root, before the monitor runs): fds the monitor inherits."""
-    from urunc.host import qmp
+    from urunc.monitors import qmp
 
     return [qmp.listen(_short(socket_path(state_dir, i))) for i in range(ports)]

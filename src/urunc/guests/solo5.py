@@ -23,7 +23,7 @@ from urunc.guests import Guest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from urunc.host.solo5_manifest import Manifest
+    from urunc.guests.solo5_manifest import Manifest
     from urunc.unikernel.net import NetInfo
     from urunc.unikernel.plan import Plan
 
@@ -68,7 +68,7 @@ def resolve_devices(plan: Plan, guest: str) -> Plan:
     and refuse a manifest whose devices one container cannot all attach."""
     devices = {kind: check_name(kind, name) for kind, name in plan.devices.items()}
     needs_block = bool(plan.block) and "block" not in devices
-    from urunc.host import solo5_manifest
+    from urunc.guests import solo5_manifest
 
     manifest = solo5_manifest.read(plan.kernel)
     if manifest is None:

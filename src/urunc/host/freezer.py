@@ -1,8 +1,9 @@
-"""Pausing a container: QMP ``stop``/``cont`` for QEMU, the cgroup freezer for the other monitors.
+"""Pausing a container: by its monitor where the monitor can (QEMU's QMP ``stop``/``cont``, see
+``Monitor.pause_vm``), else by the cgroup freezer.
 
 A paused container has a ``paused`` file in its state directory, written
 before the monitor is stopped and removed once it runs again; it says how it
-was paused (``qmp``, or ``freezer DIR``) and is what ``state`` reads (Python's
+was paused (``monitor``, or ``freezer DIR``) and is what ``state`` reads (Python's
 ``Container.status`` and the native ``status_of`` in src/front/urunc.c): a
 running container with that file is ``paused``. Written first, a pause that
 dies half-way leaves a container that says ``paused`` and resumes (a ``cont``
@@ -21,6 +22,10 @@ import time
 
 from urunc import _errors
 from urunc.oci.store import PAUSE_MARK as MARKER  # what store.Container.status looks for
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FREEZE_TIMEOUT = 10.0
 _MAX_MARKER = 8192
@@ -152,30 +157,21 @@ def thaw(directory: str) -> None:
 
 
 # -- pause and resume ---------------------------------------------------------------------------
-def _qmp(state_dir: str, monitor: str) -> str:
-    """QEMU's QMP socket for this container, or "" (another monitor; no socket: the freezer)."""
-    if monitor != "qemu":
-        return ""
-    from urunc.host import qmp
-
-    path = qmp.socket_path(state_dir)
-    return path if path and os.path.exists(path) else ""
+PAUSED_BY_MONITOR = "monitor"
 
 
-def pause(state_dir: str, monitor: str, pid: int) -> None:
-    """Stop the running VM (the caller holds the container's lock and checked it runs)."""
-    path = _qmp(state_dir, monitor)
-    if path:
-        from urunc.host import qmp
-
-        _set_marker(state_dir, "qmp")
-        try:
-            with qmp.Client(path) as client:
-                client.execute("stop")
-        except BaseException:
-            _clear_marker(state_dir)
-            raise
+def pause(state_dir: str, pid: int, stop_vm: Callable[[], bool]) -> None:
+    """Stop the running VM (the caller holds the container's lock and checked it runs):
+    ``stop_vm()`` (the monitor stops itself; False when it cannot), else the freezer."""
+    _set_marker(state_dir, PAUSED_BY_MONITOR)
+    try:
+        stopped = stop_vm()
+    except BaseException:
+        _clear_marker(state_dir)
+        raise
+    if stopped:
         return
+    _clear_marker(state_dir)
     version, directory = monitor_cgroup(pid)
     if not directory:
         raise _errors.HostError(f"its monitor (pid {pid}) has no freezer cgroup of its own")
@@ -193,18 +189,14 @@ def pause(state_dir: str, monitor: str, pid: int) -> None:
         raise
 
 
-def resume(state_dir: str) -> None:
-    """Let a paused VM run again and remove the marker (the caller holds the lock)."""
+def resume(state_dir: str, continue_vm: Callable[[], object] | None = None) -> None:
+    """Let a paused VM run again and remove the marker (the caller holds the lock):
+    ``continue_vm()`` for one its monitor stopped, a thaw for a frozen one."""
     how = marker(state_dir)
     if how.startswith("freezer "):
         thaw(_freezer_dir(how))
-    elif how == "qmp":
-        from urunc.host import qmp
-
-        path = qmp.socket_path(state_dir)
-        if path and os.path.exists(path):
-            with qmp.Client(path) as client:
-                client.execute("cont")
+    elif how == PAUSED_BY_MONITOR and continue_vm is not None:
+        continue_vm()
     _clear_marker(state_dir)
 
 

@@ -62,6 +62,14 @@ class Monitor:
         (sockets it could not bind itself), and the Plan naming them in ``files``."""
         return plan, []
 
+    def pause_vm(self, state_dir: str) -> bool:
+        """Stop the running VM's vCPUs by the monitor's own means; False: it has none (the
+        cgroup freezer does it)."""
+        return False
+
+    def resume_vm(self, state_dir: str) -> None:
+        """Let a VM that ``pause_vm`` stopped go on."""
+
     def confine(self) -> None:
         """Right before ``execve``, after the identity is dropped: a sandbox the monitor lacks."""
 

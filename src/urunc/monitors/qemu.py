@@ -41,7 +41,7 @@ def qmp_path(plan: Plan) -> str:
     A root QEMU binds it itself; for a monitor run as another user (no access to
     the 0700 state dir) the init binds it and hands it over as ``files["qmp_fd"]``.
     """
-    from urunc.host import qmp
+    from urunc.monitors import qmp
 
     return qmp.socket_path(plan.state_dir) if plan.state_dir else ""
 
@@ -113,6 +113,13 @@ class Qemu(Monitor):
                 argv += ["-qmp", f"unix:{_escape_opt(qmp_socket)},server=on,wait=off"]
         return argv
 
+    def pause_vm(self, state_dir: str) -> bool:
+        """QMP ``stop``: the vCPUs halt where they are, QMP still answers (``cont`` resumes)."""
+        return _qmp_command(state_dir, "stop")
+
+    def resume_vm(self, state_dir: str) -> None:
+        _qmp_command(state_dir, "cont")
+
     def hand_over(self, plan: Plan) -> tuple[Plan, list[int]]:
         """Sockets the init binds for QEMU, so they exist before QEMU does: the exec channel's
         ports, and QMP (a SIGTERM right after start reaches QEMU through it: as PID 1 of its
@@ -126,7 +133,7 @@ class Qemu(Monitor):
             exec_fds = linux_exec.listen_all(plan.state_dir, plan.exec_ports)
             fds += exec_fds
             files["exec_fds"] = ",".join(map(str, exec_fds))
-        from urunc.host import qmp
+        from urunc.monitors import qmp
 
         path = qmp.socket_path(plan.state_dir)
         if path:
@@ -134,6 +141,18 @@ class Qemu(Monitor):
             fds.append(fd)
             files["qmp_fd"] = str(fd)
         return (plan.replace(files=files) if fds else plan), fds
+
+
+def _qmp_command(state_dir: str, command: str) -> bool:
+    """COMMAND through the container's QMP socket; False when there is none to ask."""
+    from urunc.monitors import qmp
+
+    path = qmp.socket_path(state_dir)
+    if not path or not os.path.exists(path):
+        return False
+    with qmp.Client(path) as client:
+        client.execute(command)
+    return True
 
 
 def _shares(plan: Plan, virtio: str) -> list[str]:

@@ -103,7 +103,7 @@ def _start_init() -> Handle:
     os.set_inheritable(report_w, True)
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(urunc.__file__)))
     code = (f"import gc; gc.disable(); import sys; sys.path.insert(0, {package_dir!r}); "
-            "from urunc.host.init import main; main()")
+            "from urunc.init import main; main()")
     try:
         pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", "-c", code, f"{request_r}:{report_w}:0"],
                              dict(os.environ))
