@@ -53,6 +53,7 @@
 int exec_path(char **argv, char **envp); /* init.c */
 
 struct port {
+	char dev[32]; /* vportNpM */
 	int fd;
 	pid_t handler; /* 0: idle */
 	int hup;       /* no host connected when last polled */
@@ -429,20 +430,26 @@ host_gone:
 
 /* ---- the agent --------------------------------------------------------------- */
 
-static int find_ports(int wanted)
+/* Open the urunc.exec.* ports not open yet; returns how many are open. A port once
+ * opened stays open: closing it would make the kernel drop what a host already sent
+ * (virtio_console discards a port's unread data on release). */
+static int find_ports(void)
 {
 	DIR *d = opendir(PORT_CLASS);
 	struct dirent *e;
 
 	if (!d)
-		return 0;
-	nports = 0;
+		return nports;
 	while ((e = readdir(d)) && nports < MAX_PORTS) {
 		char path[300], name[64] = "";
-		int fd;
+		int fd, i, known = 0;
 		FILE *f;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(ports[0].dev))
+			continue;
+		for (i = 0; i < nports; i++)
+			known |= strcmp(ports[i].dev, e->d_name) == 0;
+		if (known)
 			continue;
 		snprintf(path, sizeof(path), PORT_CLASS "/%s/name", e->d_name);
 		f = fopen(path, "re");
@@ -452,22 +459,20 @@ static int find_ports(int wanted)
 			name[0] = '\0';
 		fclose(f);
 		if (strncmp(name, PORT_PREFIX, strlen(PORT_PREFIX)) != 0)
-			continue;
+			continue; /* not ours, or its name has not arrived yet */
 		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
 		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			continue;
+		fcntl(fd, F_SETOWN, getpid());
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC);
 		ports[nports].fd = fd;
 		ports[nports].handler = 0;
 		ports[nports].hup = 0;
+		strcpy(ports[nports].dev, e->d_name);
 		nports++;
 	}
 	closedir(d);
-	if (nports < wanted) {
-		while (nports > 0)
-			close(ports[--nports].fd);
-		return 0;
-	}
 	return nports;
 }
 
@@ -475,7 +480,7 @@ static void __attribute__((noreturn)) agent(int wanted)
 {
 	struct sigaction sa;
 	sigset_t blocked, waiting;
-	int i, tries;
+	int i, scans = 0;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigio;
@@ -488,20 +493,19 @@ static void __attribute__((noreturn)) agent(int wanted)
 	sigprocmask(SIG_BLOCK, &blocked, &waiting);
 	sigdelset(&waiting, SIGIO);
 	sigdelset(&waiting, SIGCHLD);
-	/* The ports appear once virtio_console has probed them. */
-	for (tries = 0; tries < 500 && !find_ports(wanted); tries++)
-		usleep(10000);
-	if (nports == 0)
-		_exit(1);
-	for (i = 0; i < nports; i++) {
-		fcntl(ports[i].fd, F_SETOWN, getpid());
-		fcntl(ports[i].fd, F_SETFL, fcntl(ports[i].fd, F_GETFL) | O_ASYNC);
-	}
+	/* The ports appear, and get their names, as virtio_console's control queue brings them
+	 * in: the agent serves those it has while it looks for the rest (every 50 ms, for at
+	 * most a minute). */
 	for (;;) {
 		struct pollfd p[MAX_PORTS];
 		int map[MAX_PORTS], n = 0, any_hup = 0;
-		struct timespec second = {1, 0};
+		struct timespec second = {1, 0}, scan = {0, 50000000};
 		pid_t done;
+
+		if (nports < wanted && scans < 1200) {
+			find_ports();
+			scans++;
+		}
 
 		while ((done = waitpid(-1, NULL, WNOHANG)) > 0)
 			for (i = 0; i < nports; i++)
@@ -525,7 +529,8 @@ static void __attribute__((noreturn)) agent(int wanted)
 			p[n].events = POLLIN;
 			map[n++] = i;
 		}
-		if (ppoll(p, (nfds_t)n, any_hup ? &second : NULL, &waiting) <= 0) {
+		if (ppoll(p, (nfds_t)n, nports < wanted && scans < 1200 ? &scan : any_hup ? &second : NULL,
+			  &waiting) <= 0) {
 			if (any_hup)
 				for (i = 0; i < nports; i++)
 					ports[i].hup = 0; /* a missed SIGIO costs at most a second */
