@@ -331,6 +331,111 @@ class Bench:
                 "runc_ms": summary(runc_times),
                 "pairs": {"urunc_minus_runc_ms": pairwise(urunc_times, runc_times, "diff")}}
 
+    def section_templates(self) -> dict[str, Any]:
+        """`ctr run --rm` of a busybox Linux-guest image (`echo hi`) booted cold, started from a
+        template, and the same image under runc, alternately; then --density idle Linux guests
+        from one template against as many cold-booted ones: their monitors' summed PSS."""
+        if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
+            return {"skipped": "no linux guest kernel installed (make install)"}
+        from tests.helpers.rootfs import busybox_rootfs
+        from urunc.image import build_image
+
+        ctx = self.work / "template-image"
+        busybox_rootfs(ctx / "rootfs")
+        (ctx / "Containerfile").write_text(
+            "FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
+            'com.urunc.unikernel.hypervisor=qemu\nCMD ["echo", "hi"]\n')
+        tar = build_image(ctx / "Containerfile", ctx / "rootfs", "urunc-bench-warm:latest",
+                          self.work / "warm.tar").output
+        accel = f'[monitors.qemu]\naccel = "{self.opts.accel}"\n' if self.opts.accel != "auto" else ""
+        # On disk, as a real templates directory is (/run is a tmpfs: its pages would be shmem).
+        templates_dir = Path(tempfile.mkdtemp(prefix="urunc-bench-templates-", dir="/var/tmp"))
+        try:
+            return self._templates(ctx, tar, accel, templates_dir)
+        finally:
+            shutil.rmtree(templates_dir, ignore_errors=True)
+
+    def _templates(self, ctx: Path, tar: Path, accel: str, templates_dir: Path) -> dict[str, Any]:
+        from tests.helpers.containerd import private_containerd
+
+        image = "docker.io/library/urunc-bench-warm:latest"
+        wrappers = {}
+        for name, templates in (("cold", "false"), ("warm", "true")):
+            config = self.work / f"{name}.toml"
+            config.write_text(f'{accel}[templates]\nenabled = {templates}\ndir = "{templates_dir}"\n')
+            wrapper = self.work / f"urunc-{name}"
+            wrapper.write_text(f'#!/bin/sh\nURUNC_CONFIG={config} exec {self.opts.urunc} "$@"\n')
+            wrapper.chmod(0o755)
+            wrappers[name] = str(wrapper)
+        times: dict[str, list[float]] = {"runc": [], "cold": [], "warm": []}
+        pss: dict[str, list[int]] = {}
+        with private_containerd() as ctd:
+            ctd.ctr("image", "import", str(tar), timeout=120)
+
+            def run(kind: str) -> float:
+                cid = self.new_id(f"tpl-{kind}")
+                ctd.seen_ids.add(cid)
+                runtime = [] if kind == "runc" else ["--runtime", "io.containerd.urunc.v2",
+                                                     "--runc-binary", wrappers[kind]]
+                t0 = time.monotonic_ns()
+                proc = subprocess.run(ctd.ctr_argv("run", "--rm", *runtime, image, cid), stdin=subprocess.DEVNULL,
+                                      capture_output=True, timeout=4 * RUN_TIMEOUT, check=False)
+                t1 = time.monotonic_ns()
+                if proc.returncode != 0 or proc.stdout != b"hi\n":
+                    raise BenchError(f"ctr run ({kind}) exited {proc.returncode}: {proc.stdout[-200:]!r} "
+                                     f"{proc.stderr[-300:]!r}")
+                return ms(t1 - t0)
+
+            for kind in times:  # warm-up; the first warm run makes the template
+                run(kind)
+            for _ in range(max(2, min(self.opts.ctr_runs, 15))):
+                for kind in times:
+                    times[kind].append(run(kind))
+            for kind in ("warm", "cold"):
+                pss[kind] = self._idle_guests(ctd, image, wrappers[kind], kind)
+        return {
+            "runs": len(times["runc"]),
+            "ctr_run_ms": {kind: summary(values) for kind, values in times.items()},
+            "pairs": {"warm_over_runc": pairwise(times["warm"], times["runc"], "ratio"),
+                      "cold_over_runc": pairwise(times["cold"], times["runc"], "ratio")},
+            "idle_guests": self.opts.density,
+            "idle_pss_sum_mib": {kind: round(sum(values) / 1024, 1) for kind, values in pss.items()},
+            "idle_pss_each_mib": {kind: round(sum(values) / 1024 / max(1, len(values)), 1)
+                                  for kind, values in pss.items()},
+        }
+
+    def _idle_guests(self, ctd: Any, image: str, wrapper: str, kind: str) -> list[int]:
+        """Start --density idle Linux guests, wait until each one's exec agent answers, and
+        return their monitors' PSS in KiB."""
+        ids = [self.new_id(f"idle-{kind}") for _ in range(self.opts.density)]
+        ctd.seen_ids.update(ids)
+        try:
+            for cid in ids:
+                ctd.ctr("run", "-d", "--runtime", "io.containerd.urunc.v2", "--runc-binary", wrapper,
+                        image, cid, "sleep", "100000", timeout=4 * RUN_TIMEOUT)
+            deadline = time.monotonic() + 20 * RUN_TIMEOUT
+            for cid in ids:
+                while ctd.ctr("task", "exec", "--exec-id", "up", cid, "true", check=False,
+                              timeout=120).returncode != 0:
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"idle guest {cid} ({kind}) never answered")
+                    time.sleep(0.5)
+            time.sleep(1.0)
+            pids = {}
+            for line in ctd.ctr("task", "ls").stdout.splitlines()[1:]:
+                fields = line.split()
+                if fields and fields[0] in ids:
+                    pids[fields[0]] = int(fields[1])
+            if sorted(pids) != sorted(ids):
+                raise BenchError(f"idle guests ({kind}) not all running: {sorted(set(ids) - set(pids))}")
+            return [memory_kib(pid).get("pss", 0) for pid in pids.values()]
+        finally:
+            for cid in ids:
+                ctd.ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
+            for cid in ids:
+                ctd.ctr("task", "delete", "-f", cid, check=False)
+                ctd.ctr("container", "rm", cid, check=False)
+
     def section_large_rootfs(self) -> dict[str, Any]:
         """A busybox Linux guest against the same with --large-mib more rootfs, run alternately."""
         if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
@@ -730,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.setup()
         sections = (("start_path", bench.section_start_path), ("commands", bench.section_commands),
                     ("containerd", bench.section_containerd), ("density", bench.section_density),
-                    ("large_rootfs", bench.section_large_rootfs), ("exec", bench.section_exec))
+                    ("large_rootfs", bench.section_large_rootfs), ("exec", bench.section_exec),
+                    ("templates", bench.section_templates))
         for name, fn in sections:
             t = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -50,8 +51,9 @@ static int exec_ports;
 
 int agent_ports(const char *count_file); /* agent.c */
 void agent_start(int wanted);
+void job_run(void); /* job.c */
 
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -70,7 +72,7 @@ static void say(const char *fmt, ...)
 }
 
 /* End the VM with exit status `code` (see the mapping at the top). */
-static void __attribute__((noreturn)) vm_exit(int code)
+void __attribute__((noreturn)) vm_exit(int code)
 {
 	int fd;
 
@@ -631,6 +633,27 @@ static int switch_user(void)
 	return 0;
 }
 
+/* A tmpfs's default limits are half of the RAM the kernel counts when it is mounted. The
+ * initramfs (rootfs) and devtmpfs are mounted during boot, before the initramfs image is
+ * freed: a cold boot's limits would follow the size of its initramfs (so of the image), a
+ * template's the size of its own. Both are set again here, from the RAM the guest has now, so
+ * containers of one memory size see the same limits however they started. */
+static void settle_tmpfs_limits(void)
+{
+	struct sysinfo si;
+	unsigned long long half;
+	char opts[96];
+
+	if (sysinfo(&si) != 0)
+		return;
+	half = (unsigned long long)si.totalram * si.mem_unit / 2;
+	snprintf(opts, sizeof(opts), "size=%llu,nr_inodes=%llu", half, half / (unsigned long long)sysconf(_SC_PAGESIZE));
+	if (mount(NULL, "/", NULL, MS_REMOUNT, opts) < 0)
+		say("remount / with %s: %s", opts, strerror(errno));
+	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_NOSUID, opts) < 0)
+		say("remount /dev with %s: %s", opts, strerror(errno));
+}
+
 static void forward_signal(int sig)
 {
 	if (app_pid > 0)
@@ -651,6 +674,11 @@ int main(void)
 	mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
 	ensure_console(); /* again, from devtmpfs, if the initramfs had no console device */
 	load_modules();
+	/* Template mode (job.c): wait for the job, unpack it into / and go on from here as a
+	 * cold boot does. The job has no modules/order: the modules are loaded already. */
+	if (access(URUNC_DIR "/template", F_OK) == 0)
+		job_run();
+	settle_tmpfs_limits();
 
 	args = read_file(URUNC_DIR "/args", &args_len);
 	if (!args || args_len == 0) {

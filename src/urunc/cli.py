@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "features": "urunc.commands.features",
     "exec": "urunc.commands.exec",
     "pause": "urunc.commands.pause",
+    "template": "urunc.commands.template",
     "resume": "urunc.commands.pause",
     "update": "urunc.commands.unsupported",
     "checkpoint": "urunc.commands.unsupported",
@@ -56,6 +57,7 @@ USAGE = """usage: urunc [global options] COMMAND [options] ID
 global options: --root DIR (default /run/urunc) --log FILE --log-format text|json
                 --debug --systemd-cgroup --version
 commands: create start state kill delete run list ps features exec pause resume
+          template (create|list|rm: Linux guest templates)
           update checkpoint restore events spec (runc containers only)
 """
 

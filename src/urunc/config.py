@@ -11,6 +11,11 @@ command reads the decisions from the container's Plan.
 
     [timestamps]
     enabled = false           # phase timestamps for the bench
+
+    [templates]               # Linux guests start from a booted template (guests/linux_template.py)
+    enabled = false
+    dir = "/var/lib/urunc/templates"
+    max_size_mb = 4096
 """
 
 from __future__ import annotations
@@ -63,6 +68,25 @@ class Config:
             raise _errors.ConfigError(
                 f"invalid accel {value!r} in [monitors.{monitor}] of {self.path} (use auto, kvm or tcg)")
         return value
+
+    def templates(self) -> tuple[bool, str, int]:
+        """[templates]: (enabled, dir, max_size_mb)."""
+        section = self.data.get("templates", {})
+        if not isinstance(section, dict):
+            raise _errors.ConfigError(f"[templates] in {self.path} must be a table")
+        enabled = section.get("enabled", False)
+        directory = section.get("dir", "/var/lib/urunc/templates")
+        limit = section.get("max_size_mb", 4096)
+        if not isinstance(enabled, bool):
+            raise _errors.ConfigError(f"invalid enabled {enabled!r} in [templates] of {self.path} (true or false)")
+        if not isinstance(directory, str) or not directory.startswith("/") or "\0" in directory \
+                or len(directory) > 200:
+            raise _errors.ConfigError(f"invalid dir {directory!r} in [templates] of {self.path} "
+                                      "(an absolute path of at most 200 bytes)")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 64 <= limit <= 1 << 30:
+            raise _errors.ConfigError(f"invalid max_size_mb {limit!r} in [templates] of {self.path} "
+                                      "(allowed 64..1073741824)")
+        return enabled, os.path.normpath(directory), limit
 
     def timestamps(self) -> bool:
         section = self.data.get("timestamps", {})

@@ -511,6 +511,9 @@ def _wait_and_exec(plan: Plan, fifo: str, held: list[int]) -> None:
         _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         sys.stdout.flush()
         os.chdir("/")
+        from urunc import guests
+
+        guests.get(plan.guest).before_exec(plan)
         _timestamps.mark("init-exec")
         # Only the standard streams, the fifo (closed by execve itself) and the
         # fds granted to the monitor reach it.

@@ -73,7 +73,12 @@ def create(ctx: Context, container_id: str, spec: Spec, ucfg: UnikernelConfig,
             from urunc import guests
 
             # Guest files (a Linux guest's initrd) live in the state dir, made only now.
-            plan = guests.get(plan.guest).write_files(plan)
+            guest = guests.get(plan.guest)
+            if plan.template:
+                from urunc import templates
+
+                plan = templates.choose(plan, guest)
+            plan = guest.write_files(plan)
             _timestamps.mark("guest-prepared")
             # Created before the hooks run, created once they ran (none: at once).
             create_hooks = bool(spec_hooks.get("prestart") or spec_hooks.get("createRuntime"))

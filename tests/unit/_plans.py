@@ -19,7 +19,7 @@ def plan(**overrides: object) -> Plan:
         memory_mib=64, vcpus=1,
         args=("app", "-v"), env=("PATH=/bin", "A=b"), cwd="/", hostname="c1",
         netns="none", uid=0, gid=0, additional_gids=(), seccomp=False, terminal=False,
-        files={}, devices={}, mounts=(), exec_ports=0,
+        files={}, devices={}, mounts=(), exec_ports=0, template="", template_limit_mib=4096,
     )
     values.update(overrides)
     return Plan(**values)

@@ -74,3 +74,55 @@ def test_linux_on_firecracker_with_network(tmp_path: object) -> None:
 
 def test_linux_is_covered_on_every_monitor_it_declares() -> None:
     assert {m for g, m in guests.matrix() if g == "linux"} == {"qemu", "firecracker"}
+
+
+SNAPSHOT = "/var/lib/urunc/templates/0123abcd"
+EXEC = ["-device", "virtio-serial-device,id=urunc-ser,max_ports=3",
+        "-chardev", "socket,id=exec0,fd=7,server=on,wait=off",
+        "-device", "virtserialport,bus=urunc-ser.0,chardev=exec0,name=urunc.exec.0,nr=1"]
+
+
+def test_linux_restored_from_a_template_maps_its_memory_private_and_reads_its_job() -> None:
+    """No initramfs: the guest's RAM is the template's file (copy-on-write), the device state
+    comes through QMP commands in a file, the job through a pipe chardev on urunc.job."""
+    p = _linux(exec_ports=1, netns="/var/run/netns/x",
+               files={"snapshot": SNAPSHOT, "job": "/run/urunc/c1/job.in", "exec_fds": "7",
+                      "snapshot_net": "02:75:72:75:6e:63"})
+    argv = monitors.get("qemu").argv(p, guests.get("linux"), NET)  # type: ignore[arg-type]
+    assert argv == HEAD + ["-append", CMDLINE,
+                           "-object", f"memory-backend-file,id=mem,size=256M,mem-path={SNAPSHOT}/ram,share=off",
+                           "-machine", "memory-backend=mem",
+                           "-netdev", "tap,id=n0,ifname=tap-c1,script=no,downscript=no,vhost=off",
+                           "-device", "virtio-net-device,netdev=n0,mac=02:42:0a:d5:00:05", *EXEC,
+                           "-chardev", "pipe,id=job,path=/run/urunc/c1/job",
+                           "-device", "virtserialport,bus=urunc-ser.0,chardev=job,name=urunc.job,nr=2"] + TAIL + [
+                           "-chardev", "pipe,id=restore,path=/run/urunc/c1/restore",
+                           "-mon", "chardev=restore,mode=control", "-incoming", "defer"]
+
+
+def test_linux_restored_without_eth0_keeps_the_templates_card_unplugged() -> None:
+    p = _linux(exec_ports=1, netns="/var/run/netns/x",
+               files={"snapshot": SNAPSHOT, "job": "/run/urunc/c1/job.in", "exec_fds": "7",
+                      "snapshot_net": "02:75:72:75:6e:63"})
+    argv = monitors.get("qemu").argv(p, guests.get("linux"), None)  # type: ignore[arg-type]
+    at = argv.index("-netdev")
+    assert argv[at:at + 4] == ["-netdev", "hubport,id=n0,hubid=0",
+                               "-device", "virtio-net-device,netdev=n0,mac=02:75:72:75:6e:63"]
+
+
+def test_a_template_being_made_writes_its_memory_through_and_has_no_peer() -> None:
+    work = "/var/lib/urunc/templates/.new-k-1"
+    p = _linux(exec_ports=1, state_dir=work, files={"snapshot_make": work, "initrd": f"{work}/initrd.cpio",
+                                                    "exec_fds": "7", "qmp_fd": "9"})
+    argv = monitors.get("qemu").argv(p, guests.get("linux"), NET)  # type: ignore[arg-type]
+    assert f"memory-backend-file,id=mem,size=256M,mem-path={work}/ram,share=on" in argv
+    assert argv[argv.index("-netdev") + 1] == "hubport,id=n0,hubid=0"
+    assert "null,id=job" in argv and "-incoming" not in argv
+
+
+def test_a_cold_boot_has_the_job_port_too_so_both_ways_give_the_same_devices() -> None:
+    p = _linux(exec_ports=1, files={"initrd": INITRD, "exec_fds": "7"})
+    argv = monitors.get("qemu").argv(p, guests.get("linux"), None)  # type: ignore[arg-type]
+    at = argv.index("-append") + 4
+    assert argv[at:at + len(EXEC) + 4] == [*EXEC, "-chardev", "null,id=job", "-device",
+                                           "virtserialport,bus=urunc-ser.0,chardev=job,name=urunc.job,nr=2"]

@@ -42,6 +42,8 @@ class Guest:
     panic_exits = False                     # a guest kernel panic must end the VM as a failure
     virtio_modern_only = False              # its virtio drivers speak only virtio 1.0
     cmdline_program_name = False            # its first command-line word is a program name it skips
+    templates = False                       # it can start from a booted template (urunc/templates.py)
+    template_ready = b""                    # the console line that says a template VM waits for its job
 
     def default_kernel(self) -> str | None:
         """A host kernel for images that carry none (Linux guests); None: the image must."""
@@ -61,6 +63,17 @@ class Guest:
 
     def start_files(self, plan: Plan, net: NetInfo | None) -> None:
         """Start-time work on files prepared at create, once the network is known."""
+
+    def template_files(self, plan: Plan) -> list[str]:
+        """Host files a template of this guest depends on, besides the kernel (its key hashes them)."""
+        raise NotImplementedError
+
+    def write_template_boot(self, plan: Plan) -> Plan:
+        """Files that boot a template VM into the state of waiting for its job, in plan.state_dir."""
+        raise NotImplementedError
+
+    def before_exec(self, plan: Plan) -> None:
+        """The last moment before the monitor runs (as root, in the container's namespaces)."""
 
     def tender_args(self, plan: Plan, net: NetInfo | None) -> list[str]:
         """Arguments after the kernel path, each its own argv element (Solo5 tenders)."""

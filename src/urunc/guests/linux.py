@@ -86,6 +86,8 @@ class Linux(Guest):
     # guest kernel panic must not look like a clean reboot.
     exit_port = (0xF4, 4)
     panic_exits = True
+    templates = True
+    template_ready = b"urunc-template-ready"  # guests/linux/init.c, template mode
 
     def default_kernel(self) -> str | None:
         path = os.path.join(GUEST_DIR, "vmlinux")
@@ -100,6 +102,8 @@ class Linux(Guest):
         return plan
 
     def write_files(self, plan: Plan) -> Plan:
+        """The initramfs a cold boot takes; or, from a template, the job: the same files and
+        rootfs, minus the init and modules the template already runs (guests/linux_template.py)."""
         from pathlib import Path
 
         from urunc.guests import linux_initrd as initrd
@@ -109,42 +113,86 @@ class Linux(Guest):
         modules = Path(GUEST_DIR, "modules")
         if not init.is_file():
             raise _errors.PlanError(f"linux guest init {init} is missing", hint="run make install")
-        wanted = ["virtio_mmio", "pvpanic_mmio"]
-        if plan.netns != "none":
-            wanted.append("virtio_net")
+        wanted = self.modules_wanted(plan)
         root = None
         if plan.block:
-            wanted += ["virtio_blk", "ext4"]
             root = "ext4 /dev/vda rw"
         shared_root = mounts.has_root(plan.mounts)
         if shared_root:
             root = NINEP_ROOT
-        if any(m[0] in ("share", "root") for m in plan.mounts):
-            wanted += ["9pnet_virtio", "9p"]
-        exec_ports = plan.exec_ports
-        if exec_ports:
-            wanted.append("virtio_console")
-        entries = initrd.urunc_init_entries(
-            init=init, args=plan.args, env=plan.env, cwd=plan.cwd,
-            hostname=plan.hostname or None,
-            user=(plan.uid, plan.gid, list(plan.additional_gids)) if plan.uid or plan.gid else None,
-            terminal=plan.terminal,
-            modules=modules if modules.is_dir() else None, module_names=wanted, root=root,
-        )
-        entries += mount_entries(plan.mounts)
-        if exec_ports:
-            entries.append(initrd.InitrdEntry.file("/.urunc/exec", f"{exec_ports}\n".encode()))
-        out = os.path.join(plan.state_dir, INITRD)
         exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
         # Docker's init layer puts an empty regular file at /dev/console (a mount point for
         # runc): packed, it would replace the kernel's console device and the guest's output
         # would go into that file.
         exclude.append(os.path.join(plan.rootfs, "dev", "console"))
-        initrd.write_initrd(Path(out), None if plan.block or shared_root else Path(plan.rootfs), entries,
-                            exclude=tuple(Path(p) for p in exclude))
+        rootfs = None if plan.block or shared_root else plan.rootfs
+        job: dict[str, Any] = {"args": plan.args, "env": plan.env, "cwd": plan.cwd, "hostname": plan.hostname or None,
+               "user": (plan.uid, plan.gid, list(plan.additional_gids)) if plan.uid or plan.gid else None,
+               "terminal": plan.terminal, "root": root}
+        extra = mount_entries(plan.mounts)
+        if plan.exec_ports:
+            extra.append(initrd.InitrdEntry.file("/.urunc/exec", f"{plan.exec_ports}\n".encode()))
         files = dict(plan.files)
+        if files.get("snapshot"):  # from a template (urunc/templates.py): its job, not an initramfs
+            from urunc.guests import linux_template
+
+            entries = [e for e in initrd.urunc_init_entries(init=init, **job) if e.path != "/.urunc/init"]
+            out = os.path.join(plan.state_dir, "job.in")
+            linux_template.write_job(out, rootfs, entries + extra, tuple(Path(p) for p in exclude))
+            files["job"] = out
+            return plan.replace(files=files)
+        entries = initrd.urunc_init_entries(init=init, modules=modules if modules.is_dir() else None,
+                                            module_names=wanted, **job)
+        out = os.path.join(plan.state_dir, INITRD)
+        initrd.write_initrd(Path(out), Path(rootfs) if rootfs else None, entries + extra,
+                            exclude=tuple(Path(p) for p in exclude))
         files["initrd"] = out
         return plan.replace(files=files)
+
+    @staticmethod
+    def modules_wanted(plan: Plan) -> list[str]:
+        """The kernel modules the container's devices need (guests/linux/collect-modules.py)."""
+        wanted = ["virtio_mmio", "pvpanic_mmio"]
+        if plan.netns != "none":
+            wanted.append("virtio_net")
+        if plan.block:
+            wanted += ["virtio_blk", "ext4"]
+        if any(m[0] in ("share", "root") for m in plan.mounts):
+            wanted += ["9pnet_virtio", "9p"]
+        if plan.exec_ports:
+            wanted.append("virtio_console")
+        return wanted
+
+    def template_files(self, plan: Plan) -> list[str]:
+        modules = os.path.join(GUEST_DIR, "modules")
+        return [os.path.join(GUEST_DIR, "urunc-init"), *(os.path.join(modules, name) for name in
+                                                         sorted(self._template_modules(plan)))]
+
+    def _template_modules(self, plan: Plan) -> set[str]:
+        from pathlib import Path
+
+        from urunc.guests import linux_initrd as initrd
+
+        modules = Path(GUEST_DIR, "modules")
+        wanted = self.modules_wanted(plan)
+        return initrd.module_closure(modules, wanted) if modules.is_dir() else set()
+
+    def write_template_boot(self, plan: Plan) -> Plan:
+        """An initramfs of the init, the modules and ``/.urunc/template``: the init loads the
+        modules, says TEMPLATE_READY and waits for its job (guests/linux_template.py)."""
+        from pathlib import Path
+
+        from urunc.guests import linux_initrd as initrd
+
+        modules = Path(GUEST_DIR, "modules")
+        entries = initrd.urunc_init_entries(init=Path(GUEST_DIR, "urunc-init"), args=["template"],
+                                            modules=modules if modules.is_dir() else None,
+                                            module_names=self.modules_wanted(plan))
+        entries = [e for e in entries if e.path == "/.urunc/init" or e.path.startswith("/.urunc/modules/")]
+        entries.append(initrd.InitrdEntry.file("/.urunc/template", b""))
+        out = os.path.join(plan.state_dir, INITRD)
+        initrd.write_initrd(Path(out), None, entries)
+        return plan.replace(files={**plan.files, "initrd": out})
 
     def start_files(self, plan: Plan, net: NetInfo | None) -> None:
         """Append the network as a second archive: eth0 exists only at start."""
@@ -159,7 +207,13 @@ class Linux(Guest):
             settings["gw"] = net.gateway
         if net.dns:
             settings["dns"] = [net.dns]
-        initrd.append_entries(Path(plan.files["initrd"]), initrd.net_entries(settings))
+        initrd.append_entries(Path(plan.files.get("job") or plan.files["initrd"]), initrd.net_entries(settings))
+
+    def before_exec(self, plan: Plan) -> None:
+        if plan.files.get("job"):
+            from urunc.guests import linux_template
+
+            linux_template.finish_job(plan.files["job"])
 
     def cmdline(self, plan: Plan, net: NetInfo | None) -> str:
         words = ["console=ttyS0", "panic=-1", "tsc_early_khz=2000000", "tsc=reliable",

@@ -106,11 +106,13 @@ def write_initrd(
     *,
     compress: bool = False,
     exclude: Sequence[Path] = (),
+    prefix: bytes = b"",
 ) -> None:
     """Write the newc archive of ``rootfs`` overlaid with ``extra`` to ``out``.
 
     With ``compress`` the archive is gzip-compressed (level 1), which the
-    kernel also accepts. ``out`` is replaced atomically.
+    kernel also accepts. ``out`` is replaced atomically. ``prefix`` is written
+    before the archive (a template job's header: 4-byte aligned, not compressed).
     """
     members: dict[bytes, _Member] = {}
     if rootfs is not None:
@@ -126,6 +128,8 @@ def write_initrd(
     tmp = out.with_name(out.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
+        if prefix:
+            os.write(fd, prefix)
         sink: _Sink = _GzipSink(fd) if compress else _Sink(fd)
         for ino, name in enumerate(sorted(members), start=1):
             _write_member(sink, ino, members[name])
@@ -196,7 +200,7 @@ def urunc_init_entries(
     if modules is not None:
         order = (modules / "order").read_text().split()
         if module_names is not None:
-            wanted = _module_closure(modules, module_names)
+            wanted = module_closure(modules, module_names)
             order = [n for n in order if n in wanted]
         entries.append(
             InitrdEntry.file(
@@ -241,7 +245,7 @@ def append_entries(initrd: Path, extra: Sequence[InitrdEntry]) -> None:
         os.close(fd)
 
 
-def _module_closure(modules: Path, names: Sequence[str]) -> set[str]:
+def module_closure(modules: Path, names: Sequence[str]) -> set[str]:
     """``names`` (``.ko`` optional) plus what ``modules/deps`` says they need."""
     wanted = {n if n.endswith(".ko") else n + ".ko" for n in names}
     deps_file = modules / "deps"

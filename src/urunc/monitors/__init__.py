@@ -30,6 +30,7 @@ class Monitor:
     storage: frozenset[str] = frozenset({"initrd", "block"})
     channel = False  # serial ports for a host <-> guest channel (a Linux guest's exec)
     fd_sets = False  # takes a disk as an inherited fd (one its user could not open)
+    snapshots = False  # restores a VM from a template's memory file and device state
 
     def find_binary(self, cfg: Config) -> str:
         """The monitor binary: config.toml's ``path``, else PATH; missing fails at create."""
@@ -61,6 +62,11 @@ class Monitor:
         """As root, at start, in the container's namespaces: descriptors the monitor inherits
         (sockets it could not bind itself), and the Plan naming them in ``files``."""
         return plan, []
+
+    def snapshot(self, plan: Plan, guest: Guest, net: NetInfo | None, out: str) -> None:
+        """Boot a template VM (``snapshots``), wait until its guest says it is ready, write the
+        devices' state to OUT (the memory stays in the template's memory file)."""
+        raise NotImplementedError
 
     def pause_vm(self, state_dir: str) -> bool:
         """Stop the running VM's vCPUs by the monitor's own means; False: it has none (the

@@ -88,13 +88,24 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self._sock.close()
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+    def send_fd(self, name: str, fd: int) -> None:
+        """``getfd``: FD passed to QEMU (SCM_RIGHTS) under NAME, for a later ``fd:NAME``."""
+        self.execute("getfd", {"fdname": name}, fd=fd)
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, fd: int | None = None) -> Any:
         """Send one command and return its ``return`` value (events are skipped)."""
         message: dict[str, Any] = {"execute": command}
         if arguments:
             message["arguments"] = arguments
         try:
-            self._sock.sendall(_jsonlite.dumps(message).encode() + b"\r\n")
+            data = _jsonlite.dumps(message).encode() + b"\r\n"
+            if fd is None:
+                self._sock.sendall(data)
+            else:
+                import socket
+
+                rights = fd.to_bytes(4, "little", signed=True)
+                self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
             while True:
                 reply = self._read()
                 if "return" in reply:

@@ -40,7 +40,7 @@ class Plan(Record):
         "memory_mib", "vcpus",
         "args", "env", "cwd", "hostname",
         "netns", "uid", "gid", "additional_gids", "seccomp", "terminal",
-        "files", "devices", "mounts", "exec_ports",
+        "files", "devices", "mounts", "exec_ports", "template", "template_limit_mib",
     )
     # Field types, for the type checker only (annotations create no class attributes).
     container_id: str
@@ -72,6 +72,8 @@ class Plan(Record):
     devices: dict[str, str]
     mounts: tuple[tuple[Any, ...], ...]  # unikernel/mounts.py: (kind, source, destination, readonly, options)
     exec_ports: int  # exec channels the guest serves and the monitor carries (guests/linux_exec.py)
+    template: str  # the templates directory when the guest may start from one, else ""
+    template_limit_mib: int
 
 
 def memory_mib(limit_bytes: int | None, default_mib: int) -> int:
@@ -179,6 +181,7 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
                           and _mounts.rootfs_larger_than(spec.rootfs, guest.share_rootfs_from))
     if share_root:
         volumes = (_mounts.root_share(spec.rootfs, spec.root_readonly), *volumes)
+    templates_on, template_dir, limit = cfg.templates()
     plan = Plan(
         container_id=container_id, bundle=spec.bundle, rootfs=spec.rootfs, state_dir=state_dir,
         guest=guest.name, monitor=monitor.name, monitor_path=monitor_path,
@@ -194,6 +197,8 @@ def build(container_id: str, spec: Spec, ucfg: UnikernelConfig, cfg: Config, sta
                                                ("block", ucfg.get("blockDevice"))) if name},
         mounts=volumes,
         exec_ports=guest.exec_ports if monitor.channel else 0,
+        template=template_dir if templates_on and guest.templates and monitor.snapshots else "",
+        template_limit_mib=limit,
     )
     plan = guest.prepare(plan)
     check_exec_size(plan, guest)
