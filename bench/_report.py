@@ -36,6 +36,16 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     if "pairs" in ex:
         rows.append({"target": "ctr task exec true: linux guest (urunc) - busybox (runc), ms (reported)",
                      "value": _m(ex["pairs"]["urunc_minus_runc_ms"]), "goal": "report", "met": True})
+    tpl = r.get("templates") or {}
+    if "pairs" in tpl:
+        warm = tpl["pairs"]["warm_over_runc"]
+        rows.append({"target": "ctr run --rm linux guest `echo hi` from a template / same image under runc (ratio)",
+                     "value": _m(warm), "ci95": [warm.get("ci95_lo"), warm.get("ci95_hi")], "goal": "<= 3",
+                     "met": _m(warm) <= 3})
+        pss = tpl["idle_pss_sum_mib"]
+        rows.append({"target": f"{tpl['idle_guests']} idle linux guests, monitors' summed PSS: from one template "
+                               f"vs cold ({pss.get('cold')} MiB), MiB",
+                     "value": pss.get("warm"), "goal": "< cold", "met": pss.get("warm", 0) < pss.get("cold", 0)})
     rows += [
         {"target": f"density {dens['n']}: failures", "value": dens["failures"], "goal": "0",
          "met": dens["failures"] == 0},
@@ -138,6 +148,24 @@ def markdown(r: dict[str, Any]) -> str:
         f"| other python processes on the host (not urunc) | {dens['python_processes_other']} |",
         "",
     ]
+    tpl = r.get("templates") or {}
+    if "pairs" in tpl:
+        t = tpl["ctr_run_ms"]
+        out += [
+            "## Linux guest templates: `ctr run --rm` of a busybox Linux-guest image (`echo hi`)",
+            "",
+            "| contender | wall | / runc (pairwise) |",
+            "|---|---:|---:|",
+            f"| runc (the same image as a process container) | {_cell(t['runc'])} | |",
+            f"| urunc, cold boot | {_cell(t['cold'])} | {_cell(tpl['pairs']['cold_over_runc'])} |",
+            f"| urunc, from a template | {_cell(t['warm'])} | {_cell(tpl['pairs']['warm_over_runc'])} |",
+            "",
+            f"{tpl['idle_guests']} idle Linux guests (`sleep`) at once, their monitors' PSS: "
+            f"from one template {tpl['idle_pss_sum_mib']['warm']} MiB in all "
+            f"({tpl['idle_pss_each_mib']['warm']} each), cold-booted {tpl['idle_pss_sum_mib']['cold']} MiB "
+            f"({tpl['idle_pss_each_mib']['cold']} each).",
+            "",
+        ]
     return "\n".join(out)
 
 
