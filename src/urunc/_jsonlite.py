@@ -99,6 +99,30 @@ def dumps(value: Any, indent: int | None = None) -> str:
     return "".join(out)
 
 
+class Hole:
+    """A place in a value that ``dumps_around`` leaves open."""
+
+    __slots__ = ()
+
+
+HOLE = Hole()
+_HOLE_TEXT = "\0hole\0"  # found in dumps_around's list by identity: no text _dump makes is this object
+
+
+def dumps_around(value: Any, indent: int | None = None) -> list[str]:
+    """``dumps(VALUE, INDENT)`` cut where VALUE holds ``HOLE``: the texts before, between and
+    after them. A scalar's ``dumps``, put in a hole, gives ``dumps`` of VALUE with it there."""
+    out: list[str] = []
+    _dump(value, out, indent, 0)
+    texts, start = [], 0
+    for i, part in enumerate(out):
+        if part is _HOLE_TEXT:
+            texts.append("".join(out[start:i]))
+            start = i + 1
+    texts.append("".join(out[start:]))
+    return texts
+
+
 def _dump(value: Any, out: list[str], indent: int | None, level: int) -> None:
     if value is None:
         out.append("null")
@@ -142,6 +166,8 @@ def _dump(value: Any, out: list[str], indent: int | None, level: int) -> None:
             _dump(item, out, indent, level + 1)
         _newline(out, indent, level)
         out.append("]")
+    elif value is HOLE:
+        out.append(_HOLE_TEXT)
     else:
         raise TypeError(f"cannot serialise {type(value).__name__} to json")
 

@@ -17,7 +17,6 @@ import pytest
 
 from tests.helpers.bundles import (
     DEFAULT_PATH,
-    REPO,
     URUNC,
     base_spec,
     cgroups_named,
@@ -39,10 +38,9 @@ LIB = Path(URUNC).resolve().parent.parent / "lib" / "urunc"
 @pytest.fixture(scope="module")
 def native_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The front end built without a Python to fall back to: a `state` it prints, it rendered itself."""
-    path = tmp_path_factory.mktemp("front") / "urunc-native-only"
-    subprocess.run(["gcc", "-O2", "-DURUNC_PY=\"/nonexistent/urunc-py\"", "-o", str(path),
-                    str(REPO / "src" / "front" / "urunc.c")], check=True)
-    return path
+    from tests.helpers.front import build
+
+    return build(tmp_path_factory.mktemp("front") / "urunc-native-only", "/nonexistent/urunc-py")
 
 
 def _states(front: Path, root: Path, cid: str) -> tuple[str, str]:

@@ -54,3 +54,13 @@ def test_what_json_cannot_hold_is_refused(value: object) -> None:
         _jsonlite.dumps({"k": value})
     with pytest.raises((TypeError, ValueError)):
         _jsonlite.dumps({"k": value}, indent=1)
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_dumps_around_leaves_holes_a_scalar_fills_as_dumps_would(indent: int | None) -> None:
+    value = {"a": [1, {"b": _jsonlite.HOLE}], "c": "\0hole\0", "d": _jsonlite.HOLE, "e": {"f": "x"}}
+    head, between, tail = _jsonlite.dumps_around(value, indent)
+    for b, d in (("s", 7), (None, -1.5), (True, "é\n")):
+        assert head + _jsonlite.dumps(b) + between + _jsonlite.dumps(d) + tail == \
+            _jsonlite.dumps({**value, "a": [1, {"b": b}], "d": d}, indent)
+    assert _jsonlite.dumps_around([1, 2], indent) == [_jsonlite.dumps([1, 2], indent)]

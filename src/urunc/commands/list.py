@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from urunc import _errors, _jsonlite
+from urunc import OCI_VERSION, _errors, _jsonlite
 from urunc.commands import _common
 
 DAMAGED = "damaged"  # a record that cannot be read: not an OCI status, and no container should have it
@@ -37,7 +37,7 @@ def run(ctx: Context, args: Args) -> int:
                 from urunc import _log
 
                 _log.warning(f"{exc}; `delete --force {container_id}` removes it")
-                states.append({"ociVersion": "1.0.2", "id": container_id, "status": DAMAGED, "pid": 0,
+                states.append({"ociVersion": OCI_VERSION, "id": container_id, "status": DAMAGED, "pid": 0,
                                "bundle": "", "rootfs": "", "created": "", "annotations": {}, "owner": ""})
                 continue
             states.append(container.oci_state())

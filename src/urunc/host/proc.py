@@ -25,16 +25,22 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+PF_EXITING = 0x4  # in the flags of /proc/PID/stat from the start of exit(2), before its files close
+
+
 def is_alive(pid: int, expected_start: int | None) -> bool:
-    """True while PID is the process we started (not a zombie, not a reused PID).
+    """True while PID is the process we started (not exiting or a zombie, not a reused PID).
 
     Without a start time nothing says which process PID names: never alive, so no
     command acts on it (a record whose start time is lost or null names no process).
+    Exiting counts as dead: `start` takes EOF on exec.fifo from a living init for its
+    exec of the monitor, and an init that dies closes the fifo before it is a zombie.
+    The same rule as ``alive`` in src/front/urunc.c (tests/front holds them together).
     """
     if pid <= 0 or expected_start is None:
         return False
     fields = stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X", "x"):
+    if fields is None or fields[0] in ("Z", "X", "x") or int(fields[6]) & PF_EXITING:
         return False
     return int(fields[19]) == expected_start
 

@@ -3,6 +3,23 @@
 The record is ours alone (runc keeps ``state.json`` in its own directories
 under the same root), so ``urunc-state.json`` marks a directory as a urunc
 container; any other directory there belongs to runc.
+
+Beside the record, every save writes ``state-answer``: the answer to ``state`` rendered
+here for each combination of the facts only known when it is asked (is the init alive,
+is exec.fifo there, is the paused mark there), for the C front end (src/front/urunc.c),
+which answers ``state`` and runs ``start`` without an interpreter. It checks those facts
+and prints the answer they select; every rule (the status, the OCI state, whether ``start``
+may run natively) is decided here. The answer names the record it was rendered from by
+its digest (``record_digest``) and size: a record changed since (by anyone) is answered by
+Python. Its form::
+
+    urunc-answer-1 ID DIGEST SIZE PID START HEAD TAIL LEN0 FLAG0 ... LEN7 FLAG7\n
+    HEAD bytes, the LEN0 ... LEN7 bytes of each middle, TAIL bytes
+
+Facts index ``i`` = alive (1) | exec.fifo exists (2) | paused mark exists (4); answer
+``i`` is HEAD + middle ``i`` + TAIL; FLAG ``s``: ``start`` may run natively, ``-``: it
+is Python's. PID and START (its start time) name the process whose liveness is checked
+(0 0: none, never alive).
 """
 
 from __future__ import annotations
@@ -11,15 +28,18 @@ import fcntl
 import os
 import time
 
-from urunc import _errors, _jsonlite
+from urunc import OCI_VERSION, _errors, _jsonlite
 from urunc._files import read_regular
 from urunc.host import proc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 STATE_FILE = "urunc-state.json"
+ANSWER_FILE = "state-answer"
+ANSWER_FORMAT = "urunc-answer-1"
 FIFO = "exec.fifo"
 
 CREATING = "creating"
@@ -31,6 +51,7 @@ PAUSE_MARK = "paused"
 
 MAX_ID_LENGTH = 255  # NAME_MAX: the ID names the state directory (and, by default, the cgroup)
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+_DIGEST_PRIME = (1 << 61) - 1
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -129,12 +150,67 @@ class Container:
         return record
 
     def save(self) -> None:
-        """Write, rename: a reader (or a crash) sees the old record or the new, never half of one."""
+        """Write, rename: a reader (or a crash) sees the old record or the new, never half of one.
+        Then the front end's answer for it (see the top of this module)."""
         from urunc._files import write_atomic
 
         final = os.path.join(self.dir, STATE_FILE)
+        data = _jsonlite.dumps(self.record).encode()
         # A fixed temporary name: `delete --force` salvages the PID from it after a crash.
-        write_atomic(final, _jsonlite.dumps(self.record).encode(), tmp=final + ".tmp")
+        write_atomic(final, data, tmp=final + ".tmp")
+        answer = self.answer(data)
+        path = self.path(ANSWER_FILE)
+        # No rename needed: the front end takes only an answer of exactly the length it declares,
+        # so one half-written (or being written) is Python's; and a new file costs less than a
+        # replaced one (ext4 flushes a file truncated, or renamed over, when it is closed).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            if answer is None:
+                os.unlink(path)
+                return
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileExistsError:
+                os.unlink(path)
+                fd = os.open(path, flags, 0o600)
+            try:
+                os.write(fd, answer)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # no answer, or a torn one, or one for another record: the front end asks Python
+
+    def answer(self, data: bytes) -> bytes | None:
+        """The ``state-answer`` for this record, saved as DATA (None: a record no urunc
+        writes, which only Python answers, in its own words)."""
+        record = self.record
+        if _damage(record):
+            return None
+        native_start = not (record.get("hooks") or {}).get("poststart")  # hooks only Python runs
+        # One rendering with holes for the status and the PID, the only fields a status changes.
+        template = self.oci_state(STOPPED)
+        template["status"] = template["pid"] = _jsonlite.HOLE
+        head, between, tail = _jsonlite.dumps_around(template, indent=2)
+        middles: dict[str, str] = {}
+        entries: list[tuple[bytes, bool]] = []
+        for facts in range(8):
+            status = derive_status(record, *(_yes if facts & bit else _no for bit in (1, 2, 4)))
+            middle = middles.get(status)
+            if middle is None:
+                state = self.oci_state(status)
+                if any(state[key] != template[key] for key in template if key not in ("status", "pid")):
+                    return None  # (a status that changes more than these: Python answers)
+                middle = middles[status] = _jsonlite.dumps(state["status"]) + between + _jsonlite.dumps(state["pid"])
+            entries.append((middle.encode(), status == CREATED and native_start))
+        pid, start = self.pid, record.get("pid_start")
+        check = f"{pid} {start}" if pid > 0 and start is not None else "0 0"
+        head_bytes, tail_bytes = head.encode(), (tail + "\n").encode()
+        header = [ANSWER_FORMAT, self.id, str(record_digest(data)), str(len(data)), check,
+                  str(len(head_bytes)), str(len(tail_bytes))]
+        for middle_bytes, startable in entries:
+            header += [str(len(middle_bytes)), "s" if startable else "-"]
+        body = [head_bytes, *(middle_bytes for middle_bytes, _ in entries), tail_bytes]
+        return (" ".join(header) + "\n").encode() + b"".join(body)
 
     # -- derived facts ------------------------------------------------------------------------
     @property
@@ -142,24 +218,16 @@ class Container:
         return int(self.record.get("pid") or 0)
 
     def status(self) -> str:
-        recorded = self.record.get("status", CREATING)
-        if recorded == STOPPED:
-            return STOPPED
-        pid = self.pid
-        if pid <= 0:
-            return CREATING if recorded == CREATING else STOPPED
-        if not proc.is_alive(pid, self.record.get("pid_start")):
-            return STOPPED
-        if recorded == CREATED and not os.path.exists(os.path.join(self.dir, FIFO)):
-            recorded = RUNNING  # started by the native `start` (src/front/urunc.c), which leaves the record be
-        if recorded == RUNNING and os.path.exists(os.path.join(self.dir, PAUSE_MARK)):
-            return PAUSED
-        return str(recorded)
+        return derive_status(self.record, lambda: proc.is_alive(self.pid, self.record.get("pid_start")),
+                             lambda: os.path.exists(os.path.join(self.dir, FIFO)),
+                             lambda: os.path.exists(os.path.join(self.dir, PAUSE_MARK)))
 
-    def oci_state(self) -> dict[str, Any]:
-        status = self.status()
+    def oci_state(self, status: str | None = None) -> dict[str, Any]:
+        """The OCI state: in STATUS, or the status the record and the host give now."""
+        if status is None:
+            status = self.status()
         return {
-            "ociVersion": "1.0.2",
+            "ociVersion": OCI_VERSION,
             "id": self.id,
             "status": status,
             "pid": self.pid if status in (CREATING, CREATED, RUNNING, PAUSED) else 0,
@@ -169,6 +237,39 @@ class Container:
             "annotations": self.record.get("annotations", {}),
             "owner": "",
         }
+
+
+def derive_status(record: dict[str, Any], alive: Callable[[], bool], has_fifo: Callable[[], bool],
+                  paused: Callable[[], bool]) -> str:
+    """The status of a container from its record and three facts of the host, each asked
+    only when it matters: its init is alive (the recorded PID with its start time), its
+    exec.fifo is there (not started yet), its paused mark is there."""
+    recorded = record.get("status", CREATING)
+    if recorded == STOPPED:
+        return STOPPED
+    if int(record.get("pid") or 0) <= 0:
+        return CREATING if recorded == CREATING else STOPPED
+    if not alive():
+        return STOPPED
+    if recorded == CREATED and not has_fifo():
+        recorded = RUNNING  # started by the native `start` (src/front/urunc.c), which leaves the record be
+    if recorded == RUNNING and paused():
+        return PAUSED
+    return str(recorded)
+
+
+def record_digest(data: bytes) -> int:
+    """DATA read as one big-endian number, modulo the prime 2**61 - 1: what names a record in
+    its answer (no import: binascii's would cost every create ~50 µs)."""
+    return int.from_bytes(data, "big") % _DIGEST_PRIME
+
+
+def _yes() -> bool:
+    return True
+
+
+def _no() -> bool:
+    return False
 
 
 def _damage(record: dict[str, Any]) -> str:
