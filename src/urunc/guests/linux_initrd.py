@@ -23,7 +23,6 @@ import os
 import stat
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from urunc._errors import HostError
@@ -37,22 +36,42 @@ _INLINE_LIMIT = 256 * 1024
 _FLUSH_AT = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
 class InitrdEntry:
     """One path in the archive, absolute inside the guest (``/.urunc/init``).
 
     Exactly one of ``data`` (file contents), ``source`` (a host file to copy)
     or ``symlink_target`` may be set; none of them makes a directory. ``mode``
-    holds permission bits only (the type follows from the fields).
+    holds permission bits only (the type follows from the fields). Immutable.
+    (A plain class: ``dataclasses`` costs ~4.5 ms to import on create's path.)
     """
 
+    __slots__ = ("path", "mode", "data", "source", "symlink_target", "uid", "gid")
     path: str
-    mode: int = 0o755
-    data: bytes | None = None
-    source: Path | None = None
-    symlink_target: str | None = None
-    uid: int = 0
-    gid: int = 0
+    mode: int
+    data: bytes | None
+    source: Path | None
+    symlink_target: str | None
+    uid: int
+    gid: int
+
+    def __init__(self, path: str, mode: int = 0o755, data: bytes | None = None, source: Path | None = None,
+                 symlink_target: str | None = None, uid: int = 0, gid: int = 0) -> None:
+        for name, value in (("path", path), ("mode", mode), ("data", data), ("source", source),
+                            ("symlink_target", symlink_target), ("uid", uid), ("gid", gid)):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"InitrdEntry is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InitrdEntry) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in self.__slots__))
+
+    def __repr__(self) -> str:
+        return f"InitrdEntry({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
 
     def __post_init__(self) -> None:
         given = sum(
@@ -88,15 +107,13 @@ class InitrdEntry:
 
 # One archive member before it is written: name (bytes, relative), st_mode
 # with type bits, uid, gid, and its contents as bytes or a host path.
-@dataclass(frozen=True, slots=True)
 class _Member:
-    name: bytes
-    mode: int
-    uid: int
-    gid: int
-    data: bytes = b""
-    source: bytes | None = None
-    size: int = 0
+    __slots__ = ("name", "mode", "uid", "gid", "data", "source", "size")
+
+    def __init__(self, name: bytes, mode: int, uid: int, gid: int, data: bytes = b"",
+                 source: bytes | None = None, size: int = 0) -> None:
+        self.name, self.mode, self.uid, self.gid = name, mode, uid, gid
+        self.data, self.source, self.size = data, source, size
 
 
 def write_initrd(
