@@ -548,9 +548,14 @@ static void native_start(int dfd, const char *id)
     }
     close(fifo);
     unlinkat(dfd, "exec.fifo", 0);
+    /* The init writes one NUL right before its execve: after it, the monitor runs (however
+     * soon it ends); a message after it is an execve that failed. */
+    int execd = used > 0 && message[0] == '\0';
+    if (execd)
+        memmove(message, message + 1, --used);
     if (used)
         report("message", message, used);
-    if (!alive(a.pid, a.start))
+    if (!execd && !alive(a.pid, a.start))
         report("exited", NULL, 0);
     exit(0);
 }

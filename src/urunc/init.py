@@ -21,8 +21,10 @@ Then, either way:
     start ──opens exec.fifo──▶ init: network, user, fds … execve(monitor argv)
 
 exec.fifo is the start barrier and the error channel at once: the init keeps
-its write end open (close-on-exec) until ``execve``. ``start`` reading EOF
-means the monitor replaced the init; bytes read are the init's error message.
+its write end open (close-on-exec) until ``execve``, and writes one NUL right
+before it. ``start`` reading the NUL and EOF means the monitor replaced the
+init (however soon the monitor then ends); other bytes are the init's error
+message; EOF alone, an init that died first.
 """
 
 from __future__ import annotations
@@ -524,6 +526,9 @@ def _wait_and_exec(plan: Plan, fifo: str, held: list[int]) -> None:
         os.closerange(low, 1 << 20)
         identity.drop(plan.uid, plan.gid, groups)
         monitor.confine()
+        # `start` reads one NUL as "the monitor runs now": a monitor that ends at once (a
+        # guest that crashes on its first instruction) is still a container that started.
+        os.write(fd, b"\0")
         os.execve(argv[0], argv, MONITOR_ENV)
     except BaseException as exc:  # noqa: BLE001 - report to `start`, never return into create's code
         message = str(exc) if isinstance(exc, _errors.UruncError) else f"{type(exc).__name__}: {exc}"

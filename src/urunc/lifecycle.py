@@ -185,11 +185,15 @@ def start(ctx: Context, container: Container) -> None:
         finally:
             os.close(fd)
         os.unlink(fifo)
+        # One NUL comes right before the init's execve (init.py): the monitor ran, however
+        # soon it ended; a message after it is an execve that failed.
+        execd = message.startswith(b"\0")
+        message = message[1:] if execd else message
         if message:
             container.record["status"] = STOPPED
             container.save()
             raise _errors.HostError(message.decode(errors="replace"))
-        if not proc.is_alive(pid, pid_start):
+        if not execd and not proc.is_alive(pid, pid_start):
             container.record["status"] = STOPPED
             container.save()
             raise _errors.HostError(f"container {container.id} init exited before start")
@@ -311,7 +315,7 @@ def _delete(container: Container, force: bool) -> None:
             pid, pid_start = _salvage_pid(container)
             if proc.is_alive(pid, pid_start):
                 _kill_and_wait(container, pid, pid_start)
-            _destroy(container)
+            _destroy(container, record_damaged=True)
             return
         status = container.status()
         if status in (RUNNING, PAUSED) and not force:
@@ -378,8 +382,13 @@ def _int_field(data: bytes, key: bytes) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _destroy(container: Container) -> None:
-    """Kill a still-living init, release every recorded host resource, newest first, then the state dir."""
+def _destroy(container: Container, record_damaged: bool = False) -> None:
+    """Kill a still-living init, release every recorded host resource, newest first, then the state dir.
+
+    With no readable record, resources.json alone names the container's cgroup, and a forged
+    one could name another container's: then only a cgroup named for this container (its ID
+    in the leaf's name, as containerd, Kubernetes, Docker and systemd name theirs) is emptied
+    and removed; any other is left, with a warning."""
     from urunc.host import cgroups, proc, resources
 
     # A create failing after the fork (a hook, a full disk) leaves an init blocked on exec.fifo.
@@ -391,6 +400,8 @@ def _destroy(container: Container) -> None:
             _log.warning(str(exc))
 
     recorded = resources.load(container.dir, strict=False)
+    if record_damaged:
+        recorded = [r for r in recorded if _named_for(container, r)]
     from urunc.host import freezer
 
     freezer.unfreeze(container.dir)  # a frozen cgroup's members die, and it is removed, once thawed
@@ -408,6 +419,19 @@ def _destroy(container: Container) -> None:
         except Exception as exc:  # noqa: BLE001 - go on releasing the rest, report each
             _log.warning(f"cannot release {str(resource)[:300]}: {exc}")
     _remove_tree(container.dir)
+
+
+def _named_for(container: Container, resource: Any) -> bool:
+    """Whether a cgroup entry's leaves all carry the container's ID (other kinds pass)."""
+    if not (isinstance(resource, dict) and resource.get("kind") == "cgroup"):
+        return True
+    leaves = resource.get("leaves")
+    if isinstance(leaves, list) and leaves and all(isinstance(leaf, str) and container.id in os.path.basename(leaf)
+                                                   for leaf in leaves):
+        return True
+    _log.warning(f"container {container.id}: its record is unreadable and resources.json names cgroup "
+                 f"{str(leaves)[:200]} not named for it: left in place")
+    return False
 
 
 def _release(container: Container, resource: Any) -> None:

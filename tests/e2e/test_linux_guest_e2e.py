@@ -160,3 +160,52 @@ def test_ctr_task_exec_tty_gives_an_interactive_shell(containerd: Containerd, li
         assert os.waitstatus_to_exitcode(status) == 3
     finally:
         _remove(containerd, unique_id)
+
+
+@pytest.fixture
+def warm_runtime(tmp_path: Path) -> tuple[str, Path]:
+    """(a urunc wrapper with templates on, its templates dir), for `ctr run --runc-binary`: the
+    runc shim running urunc is what io.containerd.urunc.v2 is."""
+    templates = tmp_path / "templates"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[templates]\nenabled = true\ndir = "{templates}"\n')
+    wrapper = tmp_path / "urunc-warm"
+    wrapper.write_text(f'#!/bin/sh\nURUNC_CONFIG={config} exec /usr/local/bin/urunc "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper), templates
+
+
+def test_a_template_start_through_containerd_matches_a_cold_boot_and_serves_at_the_cni_address(
+        containerd: Containerd, cni: CniNetwork, linux_image: str, unique_id: str,
+        warm_runtime: tuple[str, Path]) -> None:
+    wrapper, templates = warm_runtime
+    script = "echo hi; env | sort; id; ls -ln /www; exit 3"
+    cold = containerd.ctr("run", "--rm", "--runtime", RUNTIME, "--env", "K=v w", linux_image, unique_id + "-c",
+                          "sh", "-c", script, check=False, timeout=120)
+    warm = [containerd.ctr("run", "--rm", "--runc-binary", wrapper, "--env", "K=v w", linux_image,
+                           f"{unique_id}-w{i}", "sh", "-c", script, check=False, timeout=240) for i in range(2)]
+    assert cold.returncode == 3 and cold.stdout.startswith("hi\n"), cold.stderr
+    for result in warm:
+        assert (result.returncode, result.stdout) == (3, cold.stdout), result.stderr
+    made = [p.name for p in templates.iterdir() if not p.name.startswith(".")]
+    assert len(made) == 1
+    cid = unique_id + "-http"
+    containerd.ctr("run", "--cni", "-d", "--runc-binary", wrapper, linux_image, cid,
+                   "httpd", "-f", "-p", "80", "-h", "/www", timeout=240)
+    try:
+        pid = next(int(line.split()[1]) for line in containerd.ctr("task", "ls").stdout.splitlines()
+                   if line.startswith(cid + " "))
+        assert b"-incoming" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")  # restored, not booted
+        eth0 = json.loads(subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "addr", "show", "eth0"],
+                                         capture_output=True, text=True, check=True).stdout)[0]
+        ip = next(a["local"] for a in eth0["addr_info"] if a["family"] == "inet")
+        assert ipaddress.ip_address(ip) in cni.subnet
+        assert http_get(ip, 60) == "hello from a urunc microVM\n"
+    finally:
+        containerd.ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
+        deadline = time.monotonic() + 30
+        while containerd.ctr("task", "delete", cid, check=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        containerd.ctr("container", "rm", cid, check=False)
+    # The CNI network's template (a card) differs from the no-network one's.
+    assert len([p for p in templates.iterdir() if not p.name.startswith(".")]) == 2

@@ -1,9 +1,11 @@
-"""The front end's own record reader (src/front/urunc.c answers `state` natively) against Python's.
+"""The front end's native `state` (src/front/urunc.c: the answer Python rendered at its last save,
+checked against the record's digest, with liveness filled in) against Python's.
 
 The native `state` claims to print what Python's would, byte for byte, and to hand anything it
-does not plainly understand (a damaged record) to Python. Every state_record seed and finding is
-written as a container's record and asked for through both: same exit status, same stdout, same
-stderr. FUZZ_NATIVE_CORPUS=DIR adds the inputs of a fuzz run (build/fuzz/corpus/state_record).
+does not plainly understand (a damaged record, an answer that does not match it) to Python.
+Every state_record seed and finding is written as a container's record and asked for through
+both: same exit status, same stdout, same stderr. FUZZ_NATIVE_CORPUS=DIR adds the inputs of a
+fuzz run (build/fuzz/corpus/state_record).
 """
 
 from __future__ import annotations

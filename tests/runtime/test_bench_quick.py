@@ -38,7 +38,7 @@ def stats_ok(value: Any) -> bool:
 
 def test_quick_bench_writes_every_section_with_numbers(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, check=False)
+                          capture_output=True, text=True, timeout=420, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((tmp_path / "results.json").read_text())
     sp, cmd, ctd, dens = r["start_path"], r["commands"], r["containerd"], r["density"]
@@ -73,7 +73,15 @@ def test_quick_bench_writes_every_section_with_numbers(tmp_path: Path) -> None:
     if "skipped" not in ex:
         assert stats_ok(ex["urunc_linux_guest_ms"]) and stats_ok(ex["runc_ms"])
         assert stats_ok(ex["pairs"]["urunc_minus_runc_ms"])
-    assert len(r["targets"]) == 5 + (0 if "skipped" in big else 2) + (0 if "skipped" in ex else 1)
+    tpl = r["templates"]
+    if "skipped" not in tpl:
+        for kind in ("runc", "cold", "warm"):
+            assert stats_ok(tpl["ctr_run_ms"][kind]), kind
+        assert stats_ok(tpl["pairs"]["warm_over_runc"]) and stats_ok(tpl["pairs"]["cold_over_runc"])
+        assert 0 < tpl["idle_pss_sum_mib"]["warm"] and 0 < tpl["idle_pss_sum_mib"]["cold"]
+        assert "## Linux guest templates" in (tmp_path / "results.md").read_text()
+    assert len(r["targets"]) == (5 + (0 if "skipped" in big else 2) + (0 if "skipped" in ex else 1)
+                                 + (0 if "skipped" in tpl else 2))
     assert all(isinstance(t["value"], int | float) for t in r["targets"])
     md = (tmp_path / "results.md").read_text()
     assert "## Targets" in md and "## Density" in md

@@ -197,6 +197,27 @@ def test_delete_force_removes_nothing_outside_the_containers_own_directories(
     assert cgroups_named("res", f"{cgroup_name}-res") == []
 
 
+def test_a_damaged_record_with_a_forged_resources_file_never_empties_another_containers_cgroup(
+        state_root: Path, tmp_path: Path, cgroup_name: str) -> None:
+    """No readable record: resources.json alone names the cgroup, so a cgroup not named for the
+    container (here: the other container's, copied in) is left as it is, and its init lives."""
+    pid = _create(state_root, tmp_path, "forger", cgroup_name)
+    other_pid = _create(state_root, tmp_path, "bystander", cgroup_name)
+    forged = state_root / "forger" / "resources.json"
+    theirs = json.loads((state_root / "bystander" / "resources.json").read_text())
+    forged.write_text(json.dumps([*json.loads(forged.read_text()),
+                                  *(r for r in theirs if r.get("kind") == "cgroup")]))
+    (state_root / "forger" / "urunc-state.json").write_text("{truncated")
+    result = urunc(state_root, "delete", "--force", "forger", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert state_letter(pid) in DEAD and leftovers(state_root) == ["bystander"]
+    assert state_letter(other_pid) == "S"
+    assert cgroups_named("bystander", f"{cgroup_name}-bystander") != []
+    assert container_state(state_root, "bystander")["status"] == "created"
+    assert urunc(state_root, "delete", "--force", "bystander").returncode == 0
+    assert cgroups_named("forger", f"{cgroup_name}-forger", "bystander", f"{cgroup_name}-bystander") == []
+
+
 # -- item 5: a read-only state root, an ID too long for a directory name --------------------------
 
 @pytest.fixture

@@ -33,8 +33,9 @@ def is_alive(pid: int, expected_start: int | None) -> bool:
 
     Without a start time nothing says which process PID names: never alive, so no
     command acts on it (a record whose start time is lost or null names no process).
-    Exiting counts as dead: `start` takes EOF on exec.fifo from a living init for its
-    exec of the monitor, and an init that dies closes the fifo before it is a zombie.
+    Exiting counts as dead: an init that dies closes exec.fifo before it is a zombie, and
+    `start` must not take that EOF for its exec of the monitor (which it announces with a
+    NUL first, so a monitor that ends at once is not taken for a dead init either).
     The same rule as ``alive`` in src/front/urunc.c (tests/front holds them together).
     """
     if pid <= 0 or expected_start is None:
