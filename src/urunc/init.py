@@ -600,6 +600,10 @@ def _prepare_start(plan: Plan) -> tuple[list[str], list[int]]:
             fd = network.open_tap(net.tap)
             fds.append(fd)
             plan = plan.replace(files={**plan.files, "tap_fd": str(fd)})
+    if plan.files.get("snapshot"):
+        from urunc import templates
+
+        plan = templates.for_network(plan, net is not None)
     plan, handed = monitor.hand_over(plan)
     fds += handed
     guest.start_files(plan, net)

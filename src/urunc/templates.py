@@ -57,9 +57,9 @@ def _identity(path: str) -> list[Any]:
 
 
 def has_card(plan: Plan) -> bool:
-    """Whether the template gets a network card: a network namespace joined by path may have
-    eth0 at start (CNI); a new one never has."""
-    return plan.netns not in ("none", "")
+    """Whether the template gets a network card: the guest gets one exactly when its network
+    namespace has eth0 at start (which create cannot know: CNI may run in between)."""
+    return plan.files.get("snapshot_card") == "1"
 
 
 def facts_of(plan: Plan, guest: Guest, files: list[str]) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def facts_of(plan: Plan, guest: Guest, files: list[str]) -> dict[str, Any]:
         "format": FORMAT, "files": identities, "guest": guest.name, "monitor": plan.monitor,
         "memory_mib": plan.memory_mib, "vcpus": plan.vcpus, "accel": plan.accel, "platform": guest.platform,
         "cmdline": guest.cmdline(plan, None), "net": has_card(plan), "shares": len(mounts.shares(plan.mounts)),
-        "exec_ports": plan.exec_ports,
+        "exec_ports": plan.exec_ports, "rootfs": guest.template_rootfs(plan),
     }
 
 
@@ -110,16 +110,27 @@ def choose(plan: Plan, guest: Guest) -> Plan:
     why = unusable(plan)
     if not why:
         try:
-            where = find_or_make(plan, guest)
+            files = {**plan.files, "snapshot": find_or_make(plan, guest)}
+            if plan.netns != "none":
+                # eth0 may be there at start (CNI runs between create and start): the template
+                # with a card too, and start takes the one that matches (for_network).
+                card = plan.replace(files={**plan.files, "snapshot_card": "1"})
+                files["snapshot_card"] = find_or_make(card, guest)
         except _errors.HostError as exc:  # TemplateError, or the monitor's own while making one
             why = str(exc)
         else:
-            files = {**plan.files, "snapshot": where}
-            if has_card(plan):
-                files["snapshot_net"] = TEMPLATE_MAC
             return plan.replace(files=files)
     _log.warning(f"container {plan.container_id}: no template: {why}; booting cold")
     return plan
+
+
+def for_network(plan: Plan, has_network: bool) -> Plan:
+    """At start, once the network is known: the template whose devices match it."""
+    files = dict(plan.files)
+    card = files.pop("snapshot_card", "")
+    if has_network and card and files.get("snapshot"):
+        files["snapshot"] = card
+    return plan.replace(files=files)
 
 
 # ---- the store ---------------------------------------------------------------------------

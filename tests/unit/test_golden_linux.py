@@ -86,8 +86,7 @@ def test_linux_restored_from_a_template_maps_its_memory_private_and_reads_its_jo
     """No initramfs: the guest's RAM is the template's file (copy-on-write), the device state
     comes through QMP commands in a file, the job through a pipe chardev on urunc.job."""
     p = _linux(exec_ports=1, netns="/var/run/netns/x",
-               files={"snapshot": SNAPSHOT, "job": "/run/urunc/c1/job.in", "exec_fds": "7",
-                      "snapshot_net": "02:75:72:75:6e:63"})
+               files={"snapshot": SNAPSHOT, "job": "/run/urunc/c1/job.in", "exec_fds": "7"})
     argv = monitors.get("qemu").argv(p, guests.get("linux"), NET)  # type: ignore[arg-type]
     assert argv == HEAD + ["-append", CMDLINE,
                            "-object", f"memory-backend-file,id=mem,size=256M,mem-path={SNAPSHOT}/ram,share=off",
@@ -98,16 +97,6 @@ def test_linux_restored_from_a_template_maps_its_memory_private_and_reads_its_jo
                            "-device", "virtserialport,bus=urunc-ser.0,chardev=job,name=urunc.job,nr=2"] + TAIL + [
                            "-chardev", "pipe,id=restore,path=/run/urunc/c1/restore",
                            "-mon", "chardev=restore,mode=control", "-incoming", "defer"]
-
-
-def test_linux_restored_without_eth0_keeps_the_templates_card_unplugged() -> None:
-    p = _linux(exec_ports=1, netns="/var/run/netns/x",
-               files={"snapshot": SNAPSHOT, "job": "/run/urunc/c1/job.in", "exec_fds": "7",
-                      "snapshot_net": "02:75:72:75:6e:63"})
-    argv = monitors.get("qemu").argv(p, guests.get("linux"), None)  # type: ignore[arg-type]
-    at = argv.index("-netdev")
-    assert argv[at:at + 4] == ["-netdev", "hubport,id=n0,hubid=0",
-                               "-device", "virtio-net-device,netdev=n0,mac=02:75:72:75:6e:63"]
 
 
 def test_a_template_being_made_writes_its_memory_through_and_has_no_peer() -> None:

@@ -108,3 +108,13 @@ def test_making_room_removes_the_least_recently_used_first(tmp_path: Path) -> No
     with pytest.raises(templates.TemplateError) as caught:
         templates._make_room(str(directory), 64 * 1024 * 1024, 32 * 1024 * 1024)
     assert "does not fit" in str(caught.value)
+
+
+def test_start_takes_the_template_whose_devices_match_the_network() -> None:
+    from _plans import plan
+
+    p = plan(guest="linux", netns="", files={"snapshot": "/t/plain", "snapshot_card": "/t/card", "job": "/j"})
+    assert templates.for_network(p, True).files == {"snapshot": "/t/card", "job": "/j"}
+    assert templates.for_network(p, False).files == {"snapshot": "/t/plain", "job": "/j"}
+    cold = plan(guest="linux", files={"initrd": "/i"})
+    assert templates.for_network(cold, True).files == {"initrd": "/i"}

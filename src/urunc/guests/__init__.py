@@ -68,6 +68,10 @@ class Guest:
         """Host files a template of this guest depends on, besides the kernel (its key hashes them)."""
         raise NotImplementedError
 
+    def template_rootfs(self, plan: Plan) -> str:
+        """A digest of the container's files when the template holds them ("" when it does not)."""
+        return ""
+
     def write_template_boot(self, plan: Plan) -> Plan:
         """Files that boot a template VM into the state of waiting for its job, in plan.state_dir."""
         raise NotImplementedError

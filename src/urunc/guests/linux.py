@@ -120,12 +120,7 @@ class Linux(Guest):
         shared_root = mounts.has_root(plan.mounts)
         if shared_root:
             root = NINEP_ROOT
-        exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
-        # Docker's init layer puts an empty regular file at /dev/console (a mount point for
-        # runc): packed, it would replace the kernel's console device and the guest's output
-        # would go into that file.
-        exclude.append(os.path.join(plan.rootfs, "dev", "console"))
-        rootfs = None if plan.block or shared_root else plan.rootfs
+        rootfs, exclude = self._packed_rootfs(plan)
         job: dict[str, Any] = {"args": plan.args, "env": plan.env, "cwd": plan.cwd, "hostname": plan.hostname or None,
                "user": (plan.uid, plan.gid, list(plan.additional_gids)) if plan.uid or plan.gid else None,
                "terminal": plan.terminal, "root": root}
@@ -136,9 +131,10 @@ class Linux(Guest):
         if files.get("snapshot"):  # from a template (urunc/templates.py): its job, not an initramfs
             from urunc.guests import linux_template
 
+            # The template holds the packed rootfs already (template_rootfs keys it).
             entries = [e for e in initrd.urunc_init_entries(init=init, **job) if e.path != "/.urunc/init"]
             out = os.path.join(plan.state_dir, "job.in")
-            linux_template.write_job(out, rootfs, entries + extra, tuple(Path(p) for p in exclude))
+            linux_template.write_job(out, None, entries + extra, ())
             files["job"] = out
             return plan.replace(files=files)
         entries = initrd.urunc_init_entries(init=init, modules=modules if modules.is_dir() else None,
@@ -148,6 +144,29 @@ class Linux(Guest):
                             exclude=tuple(Path(p) for p in exclude))
         files["initrd"] = out
         return plan.replace(files=files)
+
+    @staticmethod
+    def _packed_rootfs(plan: Plan) -> tuple[str | None, list[str]]:
+        """The rootfs the initramfs holds (None: a shared or block root) and what is left out."""
+        from urunc.unikernel import mounts
+
+        exclude = [plan.kernel] if plan.kernel.startswith(plan.rootfs + "/") else []
+        # Docker's init layer puts an empty regular file at /dev/console (a mount point for
+        # runc): packed, it would replace the kernel's console device and the guest's output
+        # would go into that file.
+        exclude.append(os.path.join(plan.rootfs, "dev", "console"))
+        return (None if plan.block or mounts.has_root(plan.mounts) else plan.rootfs), exclude
+
+    def template_rootfs(self, plan: Plan) -> str:
+        """A packed rootfs is in the template, unpacked by the kernel as in a cold boot (the
+        restored guest then needs only its /.urunc files): the template is keyed by the tree,
+        every entry's path, type, mode, owner, size, mtime and link target; "" when shared."""
+        rootfs, exclude = self._packed_rootfs(plan)
+        if rootfs is None:
+            return ""
+        from urunc.guests import linux_initrd as initrd
+
+        return initrd.tree_digest(rootfs, exclude)
 
     @staticmethod
     def modules_wanted(plan: Plan) -> list[str]:
@@ -190,8 +209,10 @@ class Linux(Guest):
                                             module_names=self.modules_wanted(plan))
         entries = [e for e in entries if e.path == "/.urunc/init" or e.path.startswith("/.urunc/modules/")]
         entries.append(initrd.InitrdEntry.file("/.urunc/template", b""))
+        rootfs, exclude = self._packed_rootfs(plan)
         out = os.path.join(plan.state_dir, INITRD)
-        initrd.write_initrd(Path(out), None, entries)
+        initrd.write_initrd(Path(out), Path(rootfs) if rootfs else None, entries,
+                            exclude=tuple(Path(p) for p in exclude))
         return plan.replace(files={**plan.files, "initrd": out})
 
     def start_files(self, plan: Plan, net: NetInfo | None) -> None:

@@ -98,10 +98,6 @@ class Qemu(Monitor):
                 backend = f"tap,id=n0,ifname={net.tap},script=no,downscript=no,vhost=off"
             argv += ["-netdev", backend,
                      "-device", f"virtio-net-{virtio},netdev=n0,mac={net.mac}{virtio_opts}"]
-        elif plan.files.get("snapshot_net"):
-            # A template with a card, a namespace without eth0 at start: the card stays, unplugged.
-            argv += ["-netdev", "hubport,id=n0,hubid=0",
-                     "-device", f"virtio-net-{virtio},netdev=n0,mac={plan.files['snapshot_net']}{virtio_opts}"]
         block = plan.files.get("block") or plan.block
         if block:
             if plan.files.get("block_fd"):  # a disk the monitor's user cannot open: an fd from the init
