@@ -65,8 +65,8 @@ class Spec:
         for ns in linux.get("namespaces") or []:
             ns = _obj(ns, "linux.namespaces[]")
             kind = ns.get("type")
-            if kind not in NAMESPACE_FLAGS:
-                raise _errors.BundleError(f"unknown namespace type {kind!r} in config.json")
+            if not isinstance(kind, str) or kind not in NAMESPACE_FLAGS:  # (a list is unhashable: fuzzing)
+                raise _errors.BundleError(f"unknown namespace type {kind!r:.80} in config.json")
             path = ns.get("path") or ""
             if not isinstance(path, str) or "\0" in path:
                 raise _errors.BundleError(f"invalid path {path!r:.80} for {kind} namespace")
