@@ -58,7 +58,9 @@ def test_container_output_and_exit_code_come_back(
 ) -> None:
     proc = containerd.ctr(
         "run", "--rm", "--runtime", RUNC, "--rootfs", busybox_root, unique_id,
-        "/bin/sh", "-c", "echo hello from busybox; echo to-stderr >&2; exit 7",
+        # (ctr run --rm can end before it copied the last write of a process that exits at
+        # once: a race in ctr's own IO, with runc too; the pause lets the copy finish.)
+        "/bin/sh", "-c", "echo hello from busybox; echo to-stderr >&2; sleep 0.3; exit 7",
         check=False,
     )
     assert proc.returncode == 7, proc.stderr
