@@ -359,41 +359,51 @@ class Bench:
         from tests.helpers.containerd import private_containerd
 
         image = "docker.io/library/urunc-bench-warm:latest"
-        wrappers = {}
         for name, templates in (("cold", "false"), ("warm", "true")):
-            config = self.work / f"{name}.toml"
-            config.write_text(f'{accel}[templates]\nenabled = {templates}\ndir = "{templates_dir}"\n')
-            wrapper = self.work / f"urunc-{name}"
-            wrapper.write_text(f'#!/bin/sh\nURUNC_CONFIG={config} exec {self.opts.urunc} "$@"\n')
-            wrapper.chmod(0o755)
-            wrappers[name] = str(wrapper)
+            (self.work / f"{name}.toml").write_text(
+                f'{accel}[templates]\nenabled = {templates}\ndir = "{templates_dir}"\n')
+        # Warm runs are plain `--runtime io.containerd.urunc.v2`, as a user's are: containerd
+        # passes its environment (URUNC_CONFIG) to the shim and so to urunc. Cold ones name a
+        # wrapper that points urunc at a config with templates off (its ~1 ms a call is
+        # nothing beside a cold boot).
+        cold = self.work / "urunc-cold"
+        cold.write_text(f'#!/bin/sh\nURUNC_CONFIG={self.work / "cold.toml"} exec {self.opts.urunc} "$@"\n')
+        cold.chmod(0o755)
+        runtimes = {"runc": [], "cold": ["--runc-binary", str(cold)],
+                    "warm": ["--runtime", "io.containerd.urunc.v2"]}
         times: dict[str, list[float]] = {"runc": [], "cold": [], "warm": []}
         pss: dict[str, list[int]] = {}
-        with private_containerd() as ctd:
-            ctd.ctr("image", "import", str(tar), timeout=120)
+        saved = os.environ.get("URUNC_CONFIG")
+        os.environ["URUNC_CONFIG"] = str(self.work / "warm.toml")
+        try:
+            with private_containerd() as ctd:
+                ctd.ctr("image", "import", str(tar), timeout=120)
 
-            def run(kind: str) -> float:
-                cid = self.new_id(f"tpl-{kind}")
-                ctd.seen_ids.add(cid)
-                # The runc shim with urunc as its binary (what io.containerd.urunc.v2 is), through
-                # a wrapper naming the config: cold and warm both pay its ~1 ms per call.
-                runtime = [] if kind == "runc" else ["--runc-binary", wrappers[kind]]
-                t0 = time.monotonic_ns()
-                proc = subprocess.run(ctd.ctr_argv("run", "--rm", *runtime, image, cid), stdin=subprocess.DEVNULL,
-                                      capture_output=True, timeout=4 * RUN_TIMEOUT, check=False)
-                t1 = time.monotonic_ns()
-                if proc.returncode != 0 or proc.stdout != b"hi\n":
-                    raise BenchError(f"ctr run ({kind}) exited {proc.returncode}: {proc.stdout[-200:]!r} "
-                                     f"{proc.stderr[-300:]!r}")
-                return ms(t1 - t0)
+                def run(kind: str) -> float:
+                    cid = self.new_id(f"tpl-{kind}")
+                    ctd.seen_ids.add(cid)
+                    t0 = time.monotonic_ns()
+                    proc = subprocess.run(ctd.ctr_argv("run", "--rm", *runtimes[kind], image, cid),
+                                          stdin=subprocess.DEVNULL, capture_output=True,
+                                          timeout=4 * RUN_TIMEOUT, check=False)
+                    t1 = time.monotonic_ns()
+                    if proc.returncode != 0 or proc.stdout != b"hi\n":
+                        raise BenchError(f"ctr run ({kind}) exited {proc.returncode}: {proc.stdout[-200:]!r} "
+                                         f"{proc.stderr[-300:]!r}")
+                    return ms(t1 - t0)
 
-            for kind in times:  # warm-up; the first warm run makes the template
-                run(kind)
-            for _ in range(max(2, min(self.opts.ctr_runs, 15))):
-                for kind in times:
-                    times[kind].append(run(kind))
-            for kind in ("warm", "cold"):
-                pss[kind] = self._idle_guests(ctd, image, wrappers[kind], kind)
+                for kind in times:  # warm-up; the first warm run makes the templates
+                    run(kind)
+                for _ in range(max(2, min(self.opts.ctr_runs, 15))):
+                    for kind in times:
+                        times[kind].append(run(kind))
+                for kind in ("warm", "cold"):
+                    pss[kind] = self._idle_guests(ctd, image, runtimes[kind], kind)
+        finally:
+            if saved is None:
+                os.environ.pop("URUNC_CONFIG", None)
+            else:
+                os.environ["URUNC_CONFIG"] = saved
         return {
             "runs": len(times["runc"]),
             "ctr_run_ms": {kind: summary(values) for kind, values in times.items()},
@@ -405,15 +415,14 @@ class Bench:
                                   for kind, values in pss.items()},
         }
 
-    def _idle_guests(self, ctd: Any, image: str, wrapper: str, kind: str) -> list[int]:
+    def _idle_guests(self, ctd: Any, image: str, runtime: list[str], kind: str) -> list[int]:
         """Start --density idle Linux guests, wait until each one's exec agent answers, and
         return their monitors' PSS in KiB."""
         ids = [self.new_id(f"idle-{kind}") for _ in range(self.opts.density)]
         ctd.seen_ids.update(ids)
         try:
             for cid in ids:
-                ctd.ctr("run", "-d", "--runc-binary", wrapper, image, cid, "sleep", "100000",
-                        timeout=4 * RUN_TIMEOUT)
+                ctd.ctr("run", "-d", *runtime, image, cid, "sleep", "100000", timeout=4 * RUN_TIMEOUT)
             deadline = time.monotonic() + 20 * RUN_TIMEOUT
             for cid in ids:
                 while ctd.ctr("task", "exec", "--exec-id", "up", cid, "true", check=False,

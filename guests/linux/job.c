@@ -68,6 +68,7 @@ struct job {
 	unsigned long long end;  /* HEADER_SIZE + SIZE (HEADER_SIZE until the header is read) */
 	struct timespec last;    /* when data last came */
 	sigset_t waitmask;       /* the signal mask while waiting: SIGIO let through */
+	int dev_unmounted;       /* the job has entries under dev/: devtmpfs is off /dev meanwhile */
 	size_t pos, len;         /* unconsumed bytes: buf[pos..len) */
 	unsigned char buf[65536];
 };
@@ -541,6 +542,13 @@ static void set_dir_times(struct job *j)
 
 static void unpack_entry(struct job *j, struct entry *e)
 {
+	/* Entries under dev/ go into the initramfs, as the kernel would have put them, under the
+	 * devtmpfs init mounts again afterwards (a job from urunc has none: the rootfs is in the
+	 * template, and the mount costs a restored guest ~8 ms under TCG). */
+	if (!j->dev_unmounted && (strcmp(e->name, "dev") == 0 || strncmp(e->name, "dev/", 4) == 0)) {
+		umount2("/dev", MNT_DETACH);
+		j->dev_unmounted = 1;
+	}
 	mode_t type = (mode_t)(e->mode & S_IFMT);
 	unsigned long long body = e->size + pad4(e->size);
 	uint32_t sum;
@@ -736,10 +744,6 @@ void job_run(void)
 	j.root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (j.root < 0)
 		fail("template: open /: %s", strerror(errno));
-	/* The job unpacks into the initramfs under /dev too, as the kernel would have; init
-	 * mounts devtmpfs over it again below. */
-	umount2("/dev", MNT_DETACH);
-
 	loopback_up();
 
 	/* Ready: all bytes of the line out of the UART before the host acts on it, so that no
@@ -756,10 +760,12 @@ void job_run(void)
 
 	close(j.fd); /* everything was read */
 	close(j.root);
-	if (mkdir("/dev", 0755) < 0 && errno != EEXIST)
-		say("mkdir /dev: %s", strerror(errno));
-	if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0)
-		say("mount devtmpfs on /dev: %s", strerror(errno));
+	if (j.dev_unmounted) {
+		if (mkdir("/dev", 0755) < 0 && errno != EEXIST)
+			say("mkdir /dev: %s", strerror(errno));
+		if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0)
+			say("mount devtmpfs on /dev: %s", strerror(errno));
+	}
 	sa.sa_handler = SIG_IGN; /* drops a pending SIGIO */
 	sigaction(SIGIO, &sa, NULL);
 	sa.sa_handler = SIG_DFL;

@@ -41,8 +41,6 @@ def mount_entries(mounts: tuple[tuple[Any, ...], ...]) -> list[InitrdEntry]:
     NUL-terminated fields KIND SOURCE DESTINATION ro|rw, in mounting order; KIND ``9p``
     (SOURCE: the mount tag), ``file`` (SOURCE: N, the copy at ``/.urunc/files/N``) or
     ``tmpfs`` (SOURCE: its options). A file mount's copy is taken now, at create."""
-    from pathlib import Path
-
     from urunc.guests import linux_initrd as initrd
     from urunc.unikernel import mounts as _mounts
 
@@ -62,7 +60,7 @@ def mount_entries(mounts: tuple[tuple[Any, ...], ...]) -> list[InitrdEntry]:
             try:
                 st = os.stat(str(source))
                 entries.append(initrd.InitrdEntry(f"/.urunc/files/{index}", st.st_mode & 0o7777,
-                                                  source=Path(str(source)), uid=st.st_uid, gid=st.st_gid))
+                                                  source=str(source), uid=st.st_uid, gid=st.st_gid))
             except OSError as exc:
                 raise _errors.HostError(f"mount {destination}: cannot read {source}: {exc.strerror}") from None
         else:
@@ -104,14 +102,12 @@ class Linux(Guest):
     def write_files(self, plan: Plan) -> Plan:
         """The initramfs a cold boot takes; or, from a template, the job: the same files and
         rootfs, minus the init and modules the template already runs (guests/linux_template.py)."""
-        from pathlib import Path
-
         from urunc.guests import linux_initrd as initrd
         from urunc.unikernel import mounts
 
-        init = Path(GUEST_DIR, "urunc-init")
-        modules = Path(GUEST_DIR, "modules")
-        if not init.is_file():
+        init = os.path.join(GUEST_DIR, "urunc-init")
+        modules = os.path.join(GUEST_DIR, "modules")
+        if not os.path.isfile(init):
             raise _errors.PlanError(f"linux guest init {init} is missing", hint="run make install")
         wanted = self.modules_wanted(plan)
         root = None
@@ -137,11 +133,10 @@ class Linux(Guest):
             linux_template.write_job(out, None, entries + extra, ())
             files["job"] = out
             return plan.replace(files=files)
-        entries = initrd.urunc_init_entries(init=init, modules=modules if modules.is_dir() else None,
+        entries = initrd.urunc_init_entries(init=init, modules=modules if os.path.isdir(modules) else None,
                                             module_names=wanted, **job)
         out = os.path.join(plan.state_dir, INITRD)
-        initrd.write_initrd(Path(out), Path(rootfs) if rootfs else None, entries + extra,
-                            exclude=tuple(Path(p) for p in exclude))
+        initrd.write_initrd(out, rootfs, entries + extra, exclude=tuple(exclude))
         files["initrd"] = out
         return plan.replace(files=files)
 
@@ -188,39 +183,32 @@ class Linux(Guest):
                                                          sorted(self._template_modules(plan)))]
 
     def _template_modules(self, plan: Plan) -> set[str]:
-        from pathlib import Path
-
         from urunc.guests import linux_initrd as initrd
 
-        modules = Path(GUEST_DIR, "modules")
+        modules = os.path.join(GUEST_DIR, "modules")
         wanted = self.modules_wanted(plan)
-        return initrd.module_closure(modules, wanted) if modules.is_dir() else set()
+        return initrd.module_closure(modules, wanted) if os.path.isdir(modules) else set()
 
     def write_template_boot(self, plan: Plan) -> Plan:
         """An initramfs of the init, the modules and ``/.urunc/template``: the init loads the
         modules, says TEMPLATE_READY and waits for its job (guests/linux_template.py)."""
-        from pathlib import Path
-
         from urunc.guests import linux_initrd as initrd
 
-        modules = Path(GUEST_DIR, "modules")
-        entries = initrd.urunc_init_entries(init=Path(GUEST_DIR, "urunc-init"), args=["template"],
-                                            modules=modules if modules.is_dir() else None,
+        modules = os.path.join(GUEST_DIR, "modules")
+        entries = initrd.urunc_init_entries(init=os.path.join(GUEST_DIR, "urunc-init"), args=["template"],
+                                            modules=modules if os.path.isdir(modules) else None,
                                             module_names=self.modules_wanted(plan))
         entries = [e for e in entries if e.path == "/.urunc/init" or e.path.startswith("/.urunc/modules/")]
         entries.append(initrd.InitrdEntry.file("/.urunc/template", b""))
         rootfs, exclude = self._packed_rootfs(plan)
         out = os.path.join(plan.state_dir, INITRD)
-        initrd.write_initrd(Path(out), Path(rootfs) if rootfs else None, entries,
-                            exclude=tuple(Path(p) for p in exclude))
+        initrd.write_initrd(out, rootfs, entries, exclude=tuple(exclude))
         return plan.replace(files={**plan.files, "initrd": out})
 
     def start_files(self, plan: Plan, net: NetInfo | None) -> None:
         """Append the network as a second archive: eth0 exists only at start."""
         if net is None:
             return
-        from pathlib import Path
-
         from urunc.guests import linux_initrd as initrd
 
         settings: dict[str, str | list[str]] = {"ip": net.cidr, "mac": net.mac}
@@ -228,7 +216,7 @@ class Linux(Guest):
             settings["gw"] = net.gateway
         if net.dns:
             settings["dns"] = [net.dns]
-        initrd.append_entries(Path(plan.files.get("job") or plan.files["initrd"]), initrd.net_entries(settings))
+        initrd.append_entries(plan.files.get("job") or plan.files["initrd"], initrd.net_entries(settings))
 
     def before_exec(self, plan: Plan) -> None:
         if plan.files.get("job"):

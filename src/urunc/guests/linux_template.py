@@ -21,11 +21,9 @@ JOB_PROTOCOL = "urunc-job/1"
 
 def write_job(out: str, rootfs: str | None, job_entries: list[Any], exclude: tuple[Any, ...]) -> None:
     """The job a restored guest's init reads: a header (written at start) and the archive."""
-    from pathlib import Path
-
     from urunc.guests import linux_initrd as initrd
 
-    initrd.write_initrd(Path(out), Path(rootfs) if rootfs else None, job_entries, exclude=exclude,
+    initrd.write_initrd(out, rootfs, job_entries, exclude=exclude,
                         prefix=b" " * (JOB_HEADER - 1) + b"\n")
 
 
