@@ -394,6 +394,7 @@ class Bench:
 
                 for kind in times:  # warm-up; the first warm run makes the templates
                     run(kind)
+                os.sync()  # their memory files' writeback is the making's cost, not a start's
                 for _ in range(max(2, min(self.opts.ctr_runs, 15))):
                     for kind in times:
                         times[kind].append(run(kind))
