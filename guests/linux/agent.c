@@ -430,6 +430,28 @@ host_gone:
 
 /* ---- the agent --------------------------------------------------------------- */
 
+/* The name QEMU gave virtio-serial port VPORT (vportNpM), without its newline: 0 while it
+ * has none yet (it arrives through virtio_console's control queue, after the port). Also
+ * job.c's, for the template's urunc.job port. */
+int port_name(const char *vport, char name[64])
+{
+	char path[300];
+	FILE *f;
+
+	name[0] = '\0';
+	if (strlen(vport) > 200)
+		return 0;
+	snprintf(path, sizeof(path), PORT_CLASS "/%s/name", vport);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(name, 64, f))
+		name[0] = '\0';
+	fclose(f);
+	name[strcspn(name, "\n")] = '\0';
+	return name[0] != '\0';
+}
+
 /* Open the urunc.exec.* ports not open yet; returns how many are open. A port once
  * opened stays open: closing it would make the kernel drop what a host already sent
  * (virtio_console discards a port's unread data on release). */
@@ -443,7 +465,6 @@ static int find_ports(void)
 	while ((e = readdir(d)) && nports < MAX_PORTS) {
 		char path[300], name[64] = "";
 		int fd, i, known = 0;
-		FILE *f;
 
 		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(ports[0].dev))
 			continue;
@@ -451,14 +472,7 @@ static int find_ports(void)
 			known |= strcmp(ports[i].dev, e->d_name) == 0;
 		if (known)
 			continue;
-		snprintf(path, sizeof(path), PORT_CLASS "/%s/name", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (!fgets(name, sizeof(name), f))
-			name[0] = '\0';
-		fclose(f);
-		if (strncmp(name, PORT_PREFIX, strlen(PORT_PREFIX)) != 0)
+		if (!port_name(e->d_name, name) || strncmp(name, PORT_PREFIX, strlen(PORT_PREFIX)) != 0)
 			continue; /* not ours, or its name has not arrived yet */
 		snprintf(path, sizeof(path), "/dev/%s", e->d_name);
 		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);

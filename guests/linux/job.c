@@ -128,6 +128,8 @@ static void on_sigio(int sig)
 
 /* ---- the port ------------------------------------------------------------------------ */
 
+int port_name(const char *vport, char name[64]); /* agent.c */
+
 /* /dev/vportNpM of the port named JOB_PORT, if it is there yet (its name arrives through
  * virtio_console's control queue, after the port itself). */
 static int find_port(char *dev, size_t size)
@@ -139,20 +141,11 @@ static int find_port(char *dev, size_t size)
 	if (!d)
 		return 0;
 	while (!found && (e = readdir(d))) {
-		char path[300], name[64] = "";
-		FILE *f;
+		char name[64];
 
-		if (e->d_name[0] == '.' || strlen(e->d_name) > 200)
+		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), PORT_CLASS "/%s/name", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (!fgets(name, sizeof(name), f))
-			name[0] = '\0';
-		fclose(f);
-		name[strcspn(name, "\n")] = '\0';
-		if (strcmp(name, JOB_PORT) == 0) {
+		if (port_name(e->d_name, name) && strcmp(name, JOB_PORT) == 0) {
 			snprintf(dev, size, "/dev/%s", e->d_name);
 			found = 1;
 		}
