@@ -5,19 +5,16 @@ test here takes the ``shared`` fixture, which skips with the reason
 "../shared/unikernels not present" when it is absent. The Solo5 tenders are
 found the way a user installs them: on PATH (``make tenders`` installs them
 from that folder into /usr/local/bin); the seccomp tests run the folder's own
-tender directly. Containerd tests get a private containerd and CNI network of
-their own (tests/helpers/containerd.py, tests/helpers/cni.py).
+tender directly. Containerd tests use tests/conftest.py's `containerd`, `cni` and
+`unique_id` (a private daemon and CNI network of their own, shared with tests/e2e).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shutil
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +27,6 @@ if str(REPO) not in sys.path:
 from _real import SHARED, SOLO5, TENDER_PATH, kvm_usable  # noqa: E402
 
 from tests.helpers.bundles import URUNC  # noqa: E402
-from tests.helpers.cni import CniNetwork, CniSetupUnavailable, install_cni, remove_cni  # noqa: E402
-from tests.helpers.containerd import Containerd, start_containerd, stop_containerd  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -72,39 +67,3 @@ def state_root(tmp_path: Path) -> Iterator[Path]:
         for entry in root.iterdir():
             subprocess.run([URUNC, "--root", str(root), "delete", "--force", entry.name],
                            capture_output=True, timeout=30, check=False)
-
-
-@pytest.fixture(scope="session")
-def containerd(shared: Path) -> Iterator[Containerd]:
-    missing = [b for b in ("containerd", "ctr") if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not installed (apt-get install containerd)")
-    if os.geteuid() != 0:
-        pytest.skip("a private containerd needs root")
-    ctd = start_containerd()
-    try:
-        yield ctd
-    finally:
-        for problem in stop_containerd(ctd):
-            warnings.warn(f"private containerd teardown: {problem}", stacklevel=1)
-
-
-@pytest.fixture(scope="session")
-def cni() -> Iterator[CniNetwork]:
-    if os.geteuid() != 0:
-        pytest.skip("installing a CNI network needs root")
-    try:
-        net = install_cni()
-    except CniSetupUnavailable as exc:
-        pytest.skip(f"CNI network unavailable: {exc}")
-    try:
-        yield net
-    finally:
-        remove_cni(net)
-
-
-@pytest.fixture
-def unique_id(request: pytest.FixtureRequest) -> str:
-    name = request.node.name.removeprefix("test_")
-    short = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:24].strip("-") or "x"
-    return f"r-{short}-{secrets.token_hex(3)}"
