@@ -284,22 +284,26 @@ class Bench:
         return {"first_output_ms": ms(watch.marker_ns - t0), "create_ms": ms(t_created - t0),
                 "memory_mib": plan["memory_mib"], "shared_root": any(m[0] == "root" for m in plan["mounts"])}
 
+    def linux_image(self, name: str, cmd: str) -> Path:
+        """An OCI archive of a busybox Linux-guest image NAME:latest whose CMD is CMD (JSON)."""
+        from tests.helpers.rootfs import busybox_rootfs
+        from urunc.image import build_image
+
+        ctx = self.work / f"{name}-image"
+        busybox_rootfs(ctx / "rootfs")
+        (ctx / "Containerfile").write_text(
+            "FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
+            f"com.urunc.unikernel.hypervisor=qemu\nCMD {cmd}\n")
+        return build_image(ctx / "Containerfile", ctx / "rootfs", f"{name}:latest", self.work / f"{name}.tar").output
+
     # -- sections ---------------------------------------------------------------------------
     def section_exec(self) -> dict[str, Any]:
         """`ctr task exec ... true`: into a Linux-guest container (urunc) and a busybox one (runc)."""
         if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
             return {"skipped": "no linux guest kernel installed (make install)"}
         from tests.helpers.containerd import private_containerd
-        from tests.helpers.rootfs import busybox_rootfs
-        from urunc.image import build_image
 
-        ctx = self.work / "exec-image"
-        busybox_rootfs(ctx / "rootfs")
-        (ctx / "Containerfile").write_text(
-            "FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
-            'com.urunc.unikernel.hypervisor=qemu\nCMD ["sleep", "100000"]\n')
-        tar = build_image(ctx / "Containerfile", ctx / "rootfs", "urunc-bench-linux:latest",
-                          self.work / "linux.tar").output
+        tar = self.linux_image("urunc-bench-linux", '["sleep", "100000"]')
         urunc_times: list[float] = []
         runc_times: list[float] = []
         with private_containerd() as ctd:
@@ -337,25 +341,16 @@ class Bench:
         from one template against as many cold-booted ones: their monitors' summed PSS."""
         if not Path("/usr/local/lib/urunc/guest/vmlinux").exists():
             return {"skipped": "no linux guest kernel installed (make install)"}
-        from tests.helpers.rootfs import busybox_rootfs
-        from urunc.image import build_image
-
-        ctx = self.work / "template-image"
-        busybox_rootfs(ctx / "rootfs")
-        (ctx / "Containerfile").write_text(
-            "FROM scratch\nCOPY . /\nLABEL com.urunc.unikernel.unikernelType=linux "
-            'com.urunc.unikernel.hypervisor=qemu\nCMD ["echo", "hi"]\n')
-        tar = build_image(ctx / "Containerfile", ctx / "rootfs", "urunc-bench-warm:latest",
-                          self.work / "warm.tar").output
+        tar = self.linux_image("urunc-bench-warm", '["echo", "hi"]')
         accel = f'[monitors.qemu]\naccel = "{self.opts.accel}"\n' if self.opts.accel != "auto" else ""
         # On disk, as a real templates directory is (/run is a tmpfs: its pages would be shmem).
         templates_dir = Path(tempfile.mkdtemp(prefix="urunc-bench-templates-", dir="/var/tmp"))
         try:
-            return self._templates(ctx, tar, accel, templates_dir)
+            return self._templates(tar, accel, templates_dir)
         finally:
             shutil.rmtree(templates_dir, ignore_errors=True)
 
-    def _templates(self, ctx: Path, tar: Path, accel: str, templates_dir: Path) -> dict[str, Any]:
+    def _templates(self, tar: Path, accel: str, templates_dir: Path) -> dict[str, Any]:
         from tests.helpers.containerd import private_containerd
 
         image = "docker.io/library/urunc-bench-warm:latest"

@@ -56,25 +56,19 @@ def _identity(path: str) -> list[Any]:
     return [os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
 
 
-def has_card(plan: Plan) -> bool:
-    """Whether the template gets a network card: the guest gets one exactly when its network
-    namespace has eth0 at start (which create cannot know: CNI may run in between)."""
-    return plan.files.get("snapshot_card") == "1"
-
-
-def facts_of(plan: Plan, guest: Guest, files: list[str]) -> dict[str, Any]:
-    """Everything a template depends on (its key hashes this); FILES: the guest's own
-    (kernel, init, modules)."""
+def facts_of(plan: Plan, guest: Guest) -> dict[str, Any]:
+    """Everything a template without a network card depends on (its key hashes this); the
+    one with a card differs only in ``net`` (``ensure``)."""
     from urunc.unikernel import mounts
 
     try:
-        identities = [_identity(path) for path in [plan.kernel, *files, plan.monitor_path]]
+        identities = [_identity(path) for path in [plan.kernel, *guest.template_files(plan), plan.monitor_path]]
     except OSError as exc:
         raise TemplateError(f"template: cannot read {exc.filename}: {exc.strerror}") from None
     return {
         "format": FORMAT, "files": identities, "guest": guest.name, "monitor": plan.monitor,
         "memory_mib": plan.memory_mib, "vcpus": plan.vcpus, "accel": plan.accel, "platform": guest.platform,
-        "cmdline": guest.cmdline(plan, None), "net": has_card(plan), "shares": len(mounts.shares(plan.mounts)),
+        "cmdline": guest.cmdline(plan, None), "net": False, "shares": len(mounts.shares(plan.mounts)),
         "exec_ports": plan.exec_ports, "rootfs": guest.template_rootfs(plan),
     }
 
@@ -102,24 +96,29 @@ def unusable(plan: Plan) -> str:
     return ""
 
 
+def ensure(plan: Plan, guest: Guest) -> dict[str, str]:
+    """The templates PLAN's container can start from, made now where there are none yet:
+    ``snapshot``, without a network card, and for a container in a network namespace also
+    ``snapshot_card``: eth0 may be there at start (CNI runs between create and start), and
+    start takes the one that matches (``for_network``)."""
+    facts = facts_of(plan, guest)
+    found = {"snapshot": find_or_make(plan, guest, facts)}
+    if plan.netns != "none":
+        found["snapshot_card"] = find_or_make(plan, guest, {**facts, "net": True})
+    return found
+
+
 def choose(plan: Plan, guest: Guest) -> Plan:
-    """At create: PLAN naming its template (``files["snapshot"]``), made now if there is none
-    yet; or PLAN unchanged, to boot cold, with the reason in the log."""
+    """At create: PLAN naming its templates (``ensure``); or PLAN unchanged, to boot cold,
+    with the reason in the log."""
     from urunc import _log
 
     why = unusable(plan)
     if not why:
         try:
-            files = {**plan.files, "snapshot": find_or_make(plan, guest)}
-            if plan.netns != "none":
-                # eth0 may be there at start (CNI runs between create and start): the template
-                # with a card too, and start takes the one that matches (for_network).
-                card = plan.replace(files={**plan.files, "snapshot_card": "1"})
-                files["snapshot_card"] = find_or_make(card, guest)
+            return plan.replace(files={**plan.files, **ensure(plan, guest)})
         except _errors.HostError as exc:  # TemplateError, or the monitor's own while making one
             why = str(exc)
-        else:
-            return plan.replace(files=files)
     _log.warning(f"container {plan.container_id}: no template: {why}; booting cold")
     return plan
 
@@ -282,9 +281,8 @@ def _make_room(directory: str, wanted: int, limit: int) -> None:
                             f"{limit // MIB} MiB")
 
 
-def find_or_make(plan: Plan, guest: Guest) -> str:
-    """The directory of the template for PLAN's shape, made now when there is none yet."""
-    facts = facts_of(plan, guest, guest.template_files(plan))
+def find_or_make(plan: Plan, guest: Guest, facts: dict[str, Any]) -> str:
+    """The directory of the template for FACTS (PLAN's shape), made now when there is none yet."""
     key = key_of(facts)
     directory = plan.template
     ensure_dir(directory)

@@ -1,6 +1,6 @@
 """urunc template create|list|rm: the Linux guest templates containers start from.
 
-    urunc template create [--bundle DIR]   make the template DIR's container would use
+    urunc template create [--bundle DIR]   make the templates DIR's container would use; prints their keys
     urunc template list [--format json]    KEY, memory, vCPUs, card, shares, size, last use
     urunc template rm KEY... | --all       remove; running guests keep their private copy
 
@@ -69,8 +69,8 @@ def _create(ctx: Context, args: Args, directory: str, limit: int) -> int:
         why = templates.unusable(plan)
         if why:
             raise _errors.NotSupported(f"this container cannot start from a template: {why}")
-        where = templates.find_or_make(plan, guest)
-    sys.stdout.write(os.path.basename(where) + "\n")
+        made = templates.ensure(plan, guest)
+    sys.stdout.write("".join(os.path.basename(where) + "\n" for where in made.values()))
     return 0
 
 

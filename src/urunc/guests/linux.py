@@ -195,11 +195,9 @@ class Linux(Guest):
         from urunc.guests import linux_initrd as initrd
 
         modules = os.path.join(GUEST_DIR, "modules")
-        entries = initrd.urunc_init_entries(init=os.path.join(GUEST_DIR, "urunc-init"), args=["template"],
-                                            modules=modules if os.path.isdir(modules) else None,
-                                            module_names=self.modules_wanted(plan))
-        entries = [e for e in entries if e.path == "/.urunc/init" or e.path.startswith("/.urunc/modules/")]
-        entries.append(initrd.InitrdEntry.file("/.urunc/template", b""))
+        entries = [initrd.InitrdEntry.copy("/.urunc/init", os.path.join(GUEST_DIR, "urunc-init"), 0o755),
+                   *(initrd.module_entries(modules, self.modules_wanted(plan)) if os.path.isdir(modules) else []),
+                   initrd.InitrdEntry.file("/.urunc/template", b"")]
         rootfs, exclude = self._packed_rootfs(plan)
         out = os.path.join(plan.state_dir, INITRD)
         initrd.write_initrd(out, rootfs, entries, exclude=tuple(exclude))

@@ -221,19 +221,19 @@ def urunc_init_entries(
     if root is not None:
         entries.append(InitrdEntry.file("/.urunc/root", root.encode() + b"\n"))
     if modules is not None:
-        order = _read_text(os.path.join(modules, "order")).split()
-        if module_names is not None:
-            wanted = module_closure(modules, module_names)
-            order = [n for n in order if n in wanted]
-        entries.append(
-            InitrdEntry.file(
-                "/.urunc/modules/order", "".join(n + "\n" for n in order).encode()
-            )
-        )
-        entries.extend(
-            InitrdEntry.copy(f"/.urunc/modules/{n}", os.path.join(modules, n), 0o644) for n in order
-        )
+        entries.extend(module_entries(modules, module_names))
     return entries
+
+
+def module_entries(modules: Path, module_names: Sequence[str] | None = None) -> list[InitrdEntry]:
+    """``/.urunc/modules/``: the ``.ko`` files of MODULES (``module_names`` and what they need,
+    or all) and their ``order``."""
+    order = _read_text(os.path.join(modules, "order")).split()
+    if module_names is not None:
+        wanted = module_closure(modules, module_names)
+        order = [n for n in order if n in wanted]
+    return [InitrdEntry.file("/.urunc/modules/order", "".join(n + "\n" for n in order).encode()),
+            *(InitrdEntry.copy(f"/.urunc/modules/{n}", os.path.join(modules, n), 0o644) for n in order)]
 
 
 def net_entries(net: Mapping[str, str | Sequence[str]]) -> list[InitrdEntry]:

@@ -253,7 +253,7 @@ def _restore_commands(plan: Plan) -> int:
 
 
 def _wait_for_line(proc: Any, line: bytes, timeout: float) -> None:
-    """Read the VM's console until LINE; its exit or TIMEOUT is a TemplateError."""
+    """Read the VM's console until LINE; its exit or TIMEOUT is a HostError."""
     import select
     import time
 
