@@ -54,6 +54,7 @@ SAMPLE_IMAGE = "docker.io/library/urunc-hello:latest"
 BUSYBOX_IMAGE = "docker.io/library/urunc-bench-busybox:latest"
 MONITOR_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 RUN_TIMEOUT = 30.0
+SETTLE_S = 0.5  # a pause before each `ctr run` of the templates section (see there)
 # Namespaces containerd's default spec asks for; the runtime creates them all.
 NAMESPACES = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")]
 HELLO_ARGS = ["hello"]          # the sample image's CMD, so every section boots the same guest
@@ -392,6 +393,9 @@ class Bench:
                 os.sync()  # their memory files' writeback is the making's cost, not a start's
                 for _ in range(max(2, min(self.opts.ctr_runs, 15))):
                     for kind in times:
+                        # Each run starts on a quiet host: a cold boot's teardown (its
+                        # monitor's memory, containerd's cleanup) overlapped the next run.
+                        time.sleep(SETTLE_S)
                         times[kind].append(run(kind))
                 for kind in ("warm", "cold"):
                     pss[kind] = self._idle_guests(ctd, image, runtimes[kind], kind)

@@ -53,12 +53,15 @@ entry "$LIB/urunc-py" urunc.cli entry "$nogc"
 entry "$LIB/urunc-init" urunc.init main "$nogc"
 entry "$PREFIX/bin/urunc-build" urunc.image.cli main
 
-# `urunc` itself is a small C front end: `state`, `start` and create's init natively, the rest
-# handed to urunc-py. Its one constant is Python's: the start timeout.
-start_timeout_ms=$("$interp" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1])
-from urunc.lifecycle import START_TIMEOUT; print(round(START_TIMEOUT * 1000))' "$LIB/python")
+# `urunc` itself is a small C front end: `state`, `start`, a stopped container's `delete` and
+# create's init natively, the rest handed to urunc-py.
+# Its constants are Python's: the start timeout and the container ID rule (tests/helpers/front.py
+# builds it the same way).
+defines=$("$interp" -I -S -c 'import sys; sys.path.insert(0, sys.argv[1])
+from urunc.lifecycle import front_end_defines; print(" ".join(front_end_defines()))' "$LIB/python")
+# shellcheck disable=SC2086 # one word per -D, none with a space (front_end_defines)
 "$cc" -O2 -Wall -Wextra -Werror -DURUNC_PY="\"$LIB/urunc-py\"" -DURUNC_INIT="\"$LIB/urunc-init\"" \
-  -DSTART_TIMEOUT_MS="$start_timeout_ms" -o "$PREFIX/bin/.urunc.tmp" "$here/src/front/urunc.c"
+  $defines -o "$PREFIX/bin/.urunc.tmp" "$here/src/front/urunc.c"
 mv "$PREFIX/bin/.urunc.tmp" "$PREFIX/bin/urunc"
 
 install -m 755 "$here/packaging/containerd-shim-urunc-v2" "$PREFIX/bin/containerd-shim-urunc-v2"

@@ -14,6 +14,8 @@
   /etc/cni/net.d.
 - `cni` (session): our bridge network for `ctr run --cni`, see tests/helpers/cni.py.
 - `unique_id`: a fresh container ID per test, `<tier>-<test name>-<random>`.
+- `state_root`: a private `--root` for the installed urunc; containers left in it are
+  force-deleted at teardown.
 """
 
 from __future__ import annotations
@@ -86,3 +88,20 @@ def unique_id(request: pytest.FixtureRequest) -> str:
     name = request.node.name.removeprefix("test_")
     short = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:24].strip("-") or "x"
     return f"{tier}-{short}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> Iterator[Path]:
+    """A private --root; at teardown, any container left in it is force-deleted."""
+    import subprocess
+
+    from tests.helpers.bundles import URUNC
+
+    if not os.access(URUNC, os.X_OK):
+        pytest.skip(f"{URUNC} is not installed (run make install)")
+    root = tmp_path / "state"
+    yield root
+    if root.exists():
+        for entry in root.iterdir():
+            subprocess.run([URUNC, "--root", str(root), "delete", "--force", entry.name],
+                           capture_output=True, timeout=30, check=False)

@@ -623,8 +623,21 @@ int agent_ports(const char *count_file)
 }
 
 /* Start the agent, a child of init that lives as long as the VM. */
+/* Forked by init once the application runs: the agent starts with init's signal handlers
+ * and mask undone. */
 void agent_start(int wanted)
 {
-	if (wanted > 0 && fork() == 0)
-		agent(wanted);
+	struct sigaction sa;
+	sigset_t none;
+	int i;
+
+	if (wanted <= 0 || fork() != 0)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (i = 1; i < NSIG; i++)
+		sigaction(i, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	agent(wanted);
 }

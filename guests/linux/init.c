@@ -35,11 +35,13 @@
 #include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define URUNC_DIR "/.urunc"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define DEBUG_EXIT_PORT 0xf4
+#define AGENT_DELAY_MS 100
 
 /* Exit codes of init's own failures, chosen odd so they survive the exit
  * device exactly. */
@@ -668,7 +670,8 @@ int main(void)
 	size_t args_len, env_len = 0, cwd_len = 0;
 	int terminal, status = 0, i, err;
 	struct sigaction sa;
-	sigset_t all, old;
+	struct timespec agent_at;
+	sigset_t all, old, chld;
 
 	ensure_console();
 	mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
@@ -702,7 +705,6 @@ int main(void)
 	set_hostname();
 	configure_network();
 	mount_volumes(); /* after the network: an engine's /etc/resolv.conf wins over ours */
-	agent_start(exec_ports); /* execs see what the application sees */
 	reboot(RB_DISABLE_CAD); /* Ctrl-Alt-Del becomes SIGINT to init */
 
 	memset(&sa, 0, sizeof(sa));
@@ -739,20 +741,48 @@ int main(void)
 		say("exec %s: %s", argv[0], strerror(err));
 		_exit(err == ENOENT || err == ENOTDIR ? EXIT_NOT_FOUND : 126);
 	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	chld = old;
+	sigaddset(&chld, SIGCHLD); /* taken by sigtimedwait below, never lost */
+	sigprocmask(SIG_SETMASK, &chld, NULL);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	clock_gettime(CLOCK_MONOTONIC, &agent_at);
+	agent_at.tv_nsec += AGENT_DELAY_MS * 1000000L;
+	agent_at.tv_sec += agent_at.tv_nsec / 1000000000L;
+	agent_at.tv_nsec %= 1000000000L;
 
-	/* Reap everything (orphans are re-parented to us) until the app ends. */
+	/* Reap everything (orphans are re-parented to us) until the app ends. The exec agent
+	 * (execs see what the application sees) starts AGENT_DELAY_MS after the application:
+	 * on one vCPU, the application's start comes first, and a job done by then never
+	 * starts it. An exec asked for sooner waits in its port until the agent opens it. */
 	for (;;) {
+		struct timespec now, left, *wait_for = NULL;
 		int st;
-		pid_t pid = wait(&st);
-		if (pid < 0 && errno == EINTR)
-			continue;
-		if (pid < 0)
-			break;
+		pid_t pid = waitpid(-1, &st, WNOHANG);
 		if (pid == app_pid) {
 			status = st;
 			break;
 		}
+		if (pid > 0)
+			continue;
+		if (pid < 0 && errno != EINTR)
+			break;
+		if (exec_ports > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left.tv_sec = agent_at.tv_sec - now.tv_sec;
+			left.tv_nsec = agent_at.tv_nsec - now.tv_nsec;
+			if (left.tv_nsec < 0) {
+				left.tv_sec--;
+				left.tv_nsec += 1000000000L;
+			}
+			if (left.tv_sec < 0) {
+				agent_start(exec_ports);
+				exec_ports = 0;
+				continue;
+			}
+			wait_for = &left;
+		}
+		sigtimedwait(&chld, NULL, wait_for); /* SIGCHLD, the time, or a forwarded signal */
 	}
 	app_pid = 0;
 	kill(-1, SIGKILL);

@@ -19,6 +19,14 @@
  * to report: it is handed over on a pipe named by URUNC_FRONT_START (src/urunc/commands/start.py),
  * so the words, the record's update and the --log line are Python's alone.
  *
+ * `delete [--force] ID` (~1 ms; Python ~12 ms, runc ~8 ms; containerd runs it twice at the end
+ * of every `ctr run --rm`: ~22 ms of a warm Linux guest's ~310): for a stopped container,
+ * the plan Python rendered beside the answer (<root>/<id>/delete-answer, bound to the record
+ * and to resources.json by their digests and sizes): which cgroup directories to remove, in
+ * which order, and for which facts it holds. Anything else, and any step that fails, is
+ * Python's. `delete --force` of an ID (Python's rule, passed in by the build) with no
+ * directory succeeds, as runc's does.
+ *
  * `create`: the init is a Python process of its own (src/urunc/init.py), cloned
  * here (as PID 1 of a new PID namespace when the spec asks for one) and given two pipes.
  * It does the create itself and reports a verdict line: "ok" (exit 0), "fail CODE" (it
@@ -33,6 +41,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
@@ -57,10 +66,16 @@
 #ifndef START_TIMEOUT_MS
 #error "START_TIMEOUT_MS is urunc.lifecycle.START_TIMEOUT in ms: packaging/install.sh passes it"
 #endif
+#if !defined(ID_CHARS) || !defined(ID_MAX)
+#error "ID_CHARS and ID_MAX are urunc.oci.store's container ID rule: packaging/install.sh passes them"
+#endif
 #define TEXT_MAX (1 << 20) /* the largest record, answer or config.json read here; larger ones go to Python */
 #define ANSWER_FILE "state-answer"
 #define ANSWER_FORMAT "urunc-answer-1"
 #define RECORD_FILE "urunc-state.json"
+#define DELETE_FILE "delete-answer"
+#define DELETE_FORMAT "urunc-delete-1"
+#define RESOURCES_FILE "resources.json"
 #define FACTS 8
 
 static char **g_argv;
@@ -192,6 +207,7 @@ static int number(const char **p, unsigned long long max, unsigned long long *ou
 }
 
 struct answer {
+    unsigned long long sum, size;    /* the record it was rendered from */
     unsigned long long pid, start;   /* the process whose liveness is checked (0: none) */
     const char *head, *tail, *middle[FACTS];
     size_t head_len, tail_len, middle_len[FACTS];
@@ -228,6 +244,8 @@ static int read_answer(int dfd, const char *id, struct answer *a)
     if (*p != '\n' || (unsigned long long)(text + text_len - (p + 1)) != total ||
         size != (unsigned long long)record_len || sum != digest((const unsigned char *)record, (size_t)record_len))
         return 0;
+    a->sum = sum;
+    a->size = size;
     a->head = p + 1;
     a->head_len = (size_t)head;
     const char *at = a->head + head;
@@ -560,6 +578,95 @@ static void native_start(int dfd, const char *id)
     exit(0);
 }
 
+/* -- `delete`: the plan Python rendered (store.Container.delete_answer) ------------------- */
+
+/* A path of the plan this program removes a directory at: absolute, with no empty, "." or
+ * ".." component (a plan so written is Python's to refuse in its own words). */
+static int plain_path(const char *p, size_t len)
+{
+    if (len < 2 || p[0] != '/' || p[len - 1] == '/')
+        return 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (p[i] == '/' && (p[i + 1] == '/' || p[i + 1] == '.'))
+            return 0;
+    return memchr(p, 0, len) == NULL;
+}
+
+/* `delete [--force] ID` of a stopped container: remove the cgroup directories named by the
+ * plan Python rendered with the record (delete-answer), then the state directory; whenever
+ * the plan does not hold exactly (another record, a resources.json changed since, the init
+ * alive, hooks to run), or a step does not go as planned, Python deletes. Everything done
+ * here before that is what Python's delete does first too: it finds it done. The record
+ * goes last, so Python still finds the container. */
+static void native_delete(int dfd, const char *id, const char *dir)
+{
+    static char text[TEXT_MAX + 1], resources[TEXT_MAX + 1];
+    struct answer a;
+    if (flock(dfd, LOCK_EX) || !read_answer(dfd, id, &a))
+        python();
+    int fact = facts(dfd, &a);
+    long text_len = read_text(dfd, DELETE_FILE, text);
+    long res_len = read_text(dfd, RESOURCES_FILE, resources);
+    if (res_len < 0 && errno == ENOENT)
+        res_len = 0;
+    if (text_len < 0 || res_len < 0)
+        python();
+    const char *p = text, *t;
+    size_t len;
+    unsigned long long sum, size, res_sum, res_size, count;
+    if (!(t = token(&p, &len)) || len != strlen(DELETE_FORMAT) || memcmp(t, DELETE_FORMAT, len) ||
+        !(t = token(&p, &len)) || len != strlen(id) || memcmp(t, id, len) ||
+        number(&p, (1ULL << 61) - 2, &sum) || number(&p, TEXT_MAX, &size) ||
+        number(&p, (1ULL << 61) - 2, &res_sum) || number(&p, TEXT_MAX, &res_size) ||
+        !(t = token(&p, &len)) || len != FACTS || t[fact] != 'd' || number(&p, 4096, &count) || *p != '\n' ||
+        sum != a.sum || size != a.size || res_size != (unsigned long long)res_len ||
+        res_sum != digest((const unsigned char *)resources, (size_t)res_len))
+        python();
+    const char *end = text + text_len, *line = p + 1;
+    for (unsigned long long i = 0; i < count; i++) { /* each "l PATH" (a leaf) or "a PATH" (an ancestor) */
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (!nl || nl - line < 3 || (line[0] != 'l' && line[0] != 'a') || line[1] != ' ' ||
+            !plain_path(line + 2, (size_t)(nl - line - 2)))
+            python();
+        line = nl + 1;
+    }
+    if (line != end)
+        python();
+    for (line = p + 1; line < end; line = strchr(line, '\n') + 1) {
+        char path[4096];
+        size_t n = (size_t)(strchr(line, '\n') - line - 2);
+        if (n >= sizeof path)
+            python();
+        memcpy(path, line + 2, n);
+        path[n] = 0;
+        /* A leaf must go (busy: the monitor not yet reaped, or a process left: Python waits and
+         * kills); an ancestor shared with another container stays while it is in use. */
+        if (rmdir(path) && errno != ENOENT &&
+            !(line[0] == 'a' && (errno == EBUSY || errno == ENOTEMPTY)))
+            python();
+    }
+    DIR *d = fdopendir(dup(dfd));
+    if (!d)
+        python();
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, RECORD_FILE) &&
+            unlinkat(dfd, e->d_name, 0) && errno != ENOENT)
+            python(); /* a directory in it, ...: Python's */
+    closedir(d);
+    if ((unlinkat(dfd, RECORD_FILE, 0) && errno != ENOENT) || (rmdir(dir) && errno != ENOENT))
+        python();
+    exit(0);
+}
+
+/* Whether ID is a container ID by Python's rule (urunc.oci.store.validate_id, passed in by
+ * the build): `delete --force` of one that does not exist succeeds, as runc's does. */
+static int id_ok(const char *id)
+{
+    size_t len = strlen(id);
+    return len > 0 && len <= ID_MAX && strcmp(id, ".") && strcmp(id, "..") && strspn(id, ID_CHARS) == len;
+}
+
 int main(int argc, char **argv)
 {
     const char *root = "/run/urunc";
@@ -592,17 +699,24 @@ int main(int argc, char **argv)
     }
     if (i < argc && !strcmp(argv[i], "create"))
         create(argc, argv, i);
+    int force = 0;
+    if (i + 3 == argc && !strcmp(argv[i], "delete") && (!strcmp(argv[i + 1], "--force") || !strcmp(argv[i + 1], "-f")))
+        force = 1, i++;
     if (getenv("URUNC_TIMESTAMPS") || i + 2 != argc || argv[i + 1][0] == '-' ||
-        (strcmp(argv[i], "start") && strcmp(argv[i], "state")))
+        (strcmp(argv[i - force], "start") && strcmp(argv[i - force], "state") && strcmp(argv[i - force], "delete")))
         python(); /* another command, options, phase timestamps: Python's */
-    const char *id = argv[i + 1];
+    const char *command = argv[i - force], *id = argv[i + 1];
     char dir[4096];
     if ((size_t)snprintf(dir, sizeof dir, "%s/%s", root, id) >= sizeof dir)
         python();
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT && force && id_ok(id))
+        exit(0); /* nothing to delete */
     if (dfd < 0)
         python(); /* Python says why: no such container, an invalid ID, ... */
-    if (!strcmp(argv[i], "state"))
+    if (!strcmp(command, "state"))
         native_state(dfd, id);
+    if (!strcmp(command, "delete"))
+        native_delete(dfd, id, dir);
     native_start(dfd, id);
 }

@@ -33,6 +33,14 @@ SIGTERM = 15
 POSTSTART_MARK = "poststart"
 
 
+def front_end_defines() -> list[str]:
+    """The C front end's constants, as its build's -D options: they are Python's (the start
+    timeout, the container ID rule), passed in by packaging/install.sh and tests/helpers/front.py."""
+    chars = "".join(sorted(store.ID_CHARS))  # letters, digits and _+-.: one shell word, one C string
+    return [f"-DSTART_TIMEOUT_MS={round(START_TIMEOUT * 1000)}", f'-DID_CHARS="{chars}"',
+            f"-DID_MAX={store.MAX_ID_LENGTH}"]
+
+
 def write_pid_file(path: str, pid: int) -> None:
     write_atomic(path, str(pid).encode(), 0o644, tmp=f"{path}.urunc-tmp")
 

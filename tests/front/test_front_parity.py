@@ -537,7 +537,108 @@ def test_start_left_to_python(tools: Tools, tmp_path: Path, processes: Processes
     assert (code, err) == (1, b"urunc: cannot start container running: it is running\n")
 
 
-# -- kill and delete: Python's ------------------------------------------------------------------------
+# -- kill: Python's; delete: a stopped container's natively, from Python's plan -------------------------
+
+def _left(root: Path, cid: str) -> list[str]:
+    return sorted(p.name for p in (root / cid).iterdir()) if (root / cid).exists() else []
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["", "paused-mark"])
+@pytest.mark.parametrize("fifo", [False, True], ids=["", "fifo"])
+@pytest.mark.parametrize("pid_case", ["reused", "zombie", "gone", "no-start-time", "no-pid"])
+@pytest.mark.parametrize("status", ["creating", "created", "running", "stopped"])
+def test_delete_of_every_record_python_saves(tools: Tools, tmp_path: Path, processes: Processes,
+                                            status: str, pid_case: str, fifo: bool, paused: bool) -> None:
+    """Python, the front end and the front end alone delete alike; alone, it deletes exactly
+    the stopped containers whose init is not alive and not paused, and leaves the rest whole."""
+    pid, start = processes[pid_case]
+    results = {}
+    for name, program in (("python", tools.python), ("front", tools.front), ("native", tools.native)):
+        make(tmp_path / name, "d", status, pid, start, fifo=fifo, paused=paused)
+        before = _left(tmp_path / name, "d")
+        results[name] = ask(program, "--root", str(tmp_path / name), "delete", "d")
+        if results[name] == (1, b"", HANDED):
+            assert _left(tmp_path / name, "d") == before  # untouched, for Python
+    assert results["front"] == results["python"] and results["python"][0] == 0
+    assert not (tmp_path / "python" / "d").exists() and not (tmp_path / "front" / "d").exists()
+    container = store.Container(str(tmp_path / "python"), "d")
+    container.record = {"status": status, "pid": pid, "pid_start": start}
+    stopped = store.derive_status(container.record, lambda: False, lambda: fifo, lambda: paused) == "stopped"
+    assert results["native"] == (results["python"] if stopped and not paused else (1, b"", HANDED))
+    assert (tmp_path / "native" / "d").exists() == (results["native"][0] != 0)
+
+
+def test_delete_force_of_a_container_that_does_not_exist_succeeds_as_runc_s(tools: Tools, tmp_path: Path) -> None:
+    assert native_answers(tools, "--root", str(tmp_path), "delete", "--force", "nothing") == (0, b"", b"")
+    assert native_answers(tools, "--root", str(tmp_path / "no-root"), "delete", "-f", "a-b_c+d.e") == (0, b"", b"")
+    assert native_answers(tools, "--root", str(tmp_path), "delete", "--force", "x" * 255) == (0, b"", b"")
+    # Not an ID by Python's rule, or no --force: Python's words.
+    for cid in ("a b", "x" * 256, "..", "caf\u00e9"):
+        assert handed_over(tools, "--root", str(tmp_path), "delete", "--force", cid)[0] == 1
+    assert handed_over(tools, "--root", str(tmp_path), "delete", "nothing")[2] == \
+        b"urunc: container nothing does not exist\n"
+
+
+def _plan_edit(edit: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def change(path: Path) -> None:
+        plan = path / store.DELETE_ANSWER_FILE
+        _rewrite(plan, edit(plan.read_bytes()))
+    return change
+
+
+def _resources(entries: object) -> Callable[[Path], None]:
+    def change(path: Path) -> None:
+        _rewrite(path / "resources.json", json.dumps(entries).encode())
+    return change
+
+
+def _subdir(path: Path) -> None:
+    (path / "scratch").mkdir()
+    (path / "scratch" / "f").write_bytes(b"x")
+
+
+PLAN_DAMAGE = {
+    "no-plan": lambda path: (path / store.DELETE_ANSWER_FILE).unlink(),
+    "other-format": _plan_edit(lambda b: b.replace(b"urunc-delete-1", b"urunc-delete-9")),
+    "other-id": _plan_edit(lambda b: b.replace(b" p ", b" q ", 1)),
+    "flags-short": _plan_edit(lambda b: b.replace(b" d-d----- ", b" d-d---- ")),
+    "count-more": _plan_edit(lambda b: b.replace(b" 0\n", b" 1\n")),
+    "a-line-more": _plan_edit(lambda b: b + b"l /sys/fs/cgroup/nothing\n"),
+    "truncated": _plan_edit(lambda b: b[:-1]),
+    "resources-changed-since": _resources([{"kind": "tap", "name": "t0"}]),
+    "resources-now-there": _resources([]),
+    "a-directory-inside": _subdir,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(PLAN_DAMAGE))
+def test_a_delete_plan_not_exactly_for_what_is_there_is_left_to_python(
+        tools: Tools, tmp_path: Path, processes: Processes, damage: str) -> None:
+    for name in ("python", "native"):
+        make(tmp_path / name, "p", "stopped", *processes["gone"])
+        PLAN_DAMAGE[damage](tmp_path / name / "p")
+    python = ask(tools.python, "--root", str(tmp_path / "python"), "delete", "p")
+    assert python[0] == 0 and not (tmp_path / "python" / "p").exists()
+    native = ask(tools.native, "--root", str(tmp_path / "native"), "delete", "p")
+    assert native == (1, b"", HANDED) and (tmp_path / "native" / "p" / store.STATE_FILE).exists()
+    # What it did (a directory inside: the files it could remove) Python's delete finishes.
+    assert ask(tools.python, "--root", str(tmp_path / "native"), "delete", "p") == (0, b"", b"")
+    assert not (tmp_path / "native" / "p").exists()
+
+
+def test_plans_python_does_not_render(tmp_path: Path, processes: Processes) -> None:
+    """Poststop hooks, a tap, a forged cgroup directory: no plan, so every delete is Python's."""
+    hooks = make(tmp_path, "h", "stopped", *processes["gone"], hooks={"poststop": [{"path": "/bin/true"}]})
+    assert not Path(hooks.path(store.DELETE_ANSWER_FILE)).exists()
+    for cid, entries in (("t", [{"kind": "tap", "name": "t0", "netns": "/x"}]),
+                         ("f", [{"kind": "cgroup", "dirs": ["/etc"], "leaves": ["/etc"]}]),
+                         ("n", {"kind": "cgroup"})):
+        container = make(tmp_path, cid, "stopped", *processes["gone"])
+        Path(container.path("resources.json")).write_text(json.dumps(entries))
+        container.save()
+        assert Path(container.path(store.ANSWER_FILE)).exists()
+        assert not Path(container.path(store.DELETE_ANSWER_FILE)).exists(), cid
+
 
 def test_kill_and_delete_are_handed_to_python(tools: Tools, tmp_path: Path,
                                               processes: Processes) -> None:
@@ -566,7 +667,7 @@ def _cgroup_dirs(name: str) -> list[Path]:
 def test_delete_of_a_stopped_container_removes_its_cgroups_through_either(tools: Tools, tmp_path: Path) -> None:
     made: list[Path] = []
     try:
-        for program, cid in ((tools.front, "d1"), (tools.python, "d2")):
+        for program, cid in ((tools.native, "d1"), (tools.python, "d2")):
             dirs = _cgroup_dirs(f"urunc-front-parity-{os.getpid()}-{cid}")
             for directory in dirs:
                 directory.mkdir()
@@ -580,8 +681,11 @@ def test_delete_of_a_stopped_container_removes_its_cgroups_through_either(tools:
             container = make(tmp_path, cid, "running", member.pid, proc.start_time(member.pid))
             (Path(container.dir) / "resources.json").write_text(json.dumps(
                 [{"kind": "cgroup", "dirs": [str(d) for d in dirs], "leaves": [str(d) for d in dirs]}]))
+            container.save()  # as create does: the record saved after its cgroup was recorded
             member.kill()
             member.wait()
+            plan = Path(container.path(store.DELETE_ANSWER_FILE)).read_text().splitlines()
+            assert sorted(plan[1:]) == sorted(f"l {d}" for d in dirs)
             assert ask(program, "--root", str(tmp_path), "delete", cid) == (0, b"", b"")
             assert [d for d in dirs if d.exists()] == [] and not (tmp_path / cid).exists()
     finally:
@@ -683,10 +787,11 @@ def test_create_of_a_bundle_without_a_unikernel_goes_to_python(create_front: Pat
 
 
 def test_the_front_end_holds_no_rule_of_its_own() -> None:
-    """What issue 13 asked the C to hand back: no signal table, no cgroup removal, no log writer,
-    no record reader, no OCI version; the start timeout is Python's (a -D of the build)."""
+    """What issue 13 asked the C to hand back: no signal table, no cgroup rule (which
+    directories, where cgroups are mounted: the delete plan says), no log writer, no record
+    reader, no OCI version; the start timeout and the ID rule are Python's (-D of the build)."""
     source = _front.SOURCE.read_text()
-    for gone in ("SIGKILL", "\"HUP\"", "rmdir", "cgroup.procs", "resources.json", "level=error", "fopen", "1.0.2",
-                 "60 * 1000", "\"created\"", "\"running\"", "\"stopped\"", "valid_id"):
+    for gone in ("SIGKILL", "\"HUP\"", "/sys/fs/cgroup", "cgroup.procs", "level=error", "fopen", "1.0.2",
+                 "60 * 1000", "\"created\"", "\"running\"", "\"stopped\"", "abcdef", "255"):
         assert gone not in source, gone
-    assert "#error" in source and "START_TIMEOUT_MS" in source
+    assert "#error" in source and "START_TIMEOUT_MS" in source and "ID_CHARS" in source

@@ -11,11 +11,8 @@ tender directly. Containerd tests use tests/conftest.py's `containerd`, `cni` an
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,8 +22,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from _real import SHARED, SOLO5, TENDER_PATH, kvm_usable  # noqa: E402
-
-from tests.helpers.bundles import URUNC  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +49,3 @@ def monitor(request: pytest.FixtureRequest, tenders: dict[str, str]) -> str:
     if request.param == "hvt" and not kvm_usable():
         pytest.skip("solo5-hvt needs /dev/kvm")
     return str(request.param)
-
-
-@pytest.fixture
-def state_root(tmp_path: Path) -> Iterator[Path]:
-    """A private --root; at teardown, any container left in it is force-deleted."""
-    if not os.access(URUNC, os.X_OK):
-        pytest.skip(f"{URUNC} is not installed (run make install)")
-    root = tmp_path / "state"
-    yield root
-    if root.exists():
-        for entry in root.iterdir():
-            subprocess.run([URUNC, "--root", str(root), "delete", "--force", entry.name],
-                           capture_output=True, timeout=30, check=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,16 +24,3 @@ def _runtime_requirements() -> None:
         pytest.skip(f"{HELLO_ELF} is not built (run make guests)")
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed")
-
-
-@pytest.fixture
-def state_root(tmp_path: Path) -> Iterator[Path]:
-    """A private --root; at teardown, any container left in it is force-deleted."""
-    root = tmp_path / "state"
-    yield root
-    if root.exists():
-        import subprocess
-
-        for entry in root.iterdir():
-            subprocess.run([URUNC, "--root", str(root), "delete", "--force", entry.name],
-                           capture_output=True, timeout=30, check=False)

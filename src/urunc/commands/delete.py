@@ -10,7 +10,13 @@ if TYPE_CHECKING:
 
 
 def run(ctx: Context, args: Args) -> int:
-    from urunc import lifecycle
+    from urunc import _errors, lifecycle
 
-    lifecycle.delete(_common.ours_or_delegate(ctx, args, "delete"), args.flag("force"))
+    try:
+        container = _common.ours_or_delegate(ctx, args, "delete")
+    except _errors.NotFound:
+        if args.flag("force"):
+            return 0  # nothing to delete: runc's `delete --force` succeeds too
+        raise
+    lifecycle.delete(container, args.flag("force"))
     return 0

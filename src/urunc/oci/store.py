@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 STATE_FILE = "urunc-state.json"
 ANSWER_FILE = "state-answer"
 ANSWER_FORMAT = "urunc-answer-1"
+DELETE_ANSWER_FILE = "delete-answer"
+DELETE_FORMAT = "urunc-delete-1"
 FIFO = "exec.fifo"
 
 CREATING = "creating"
@@ -52,16 +54,16 @@ PAUSE_MARK = "paused"
 MAX_ID_LENGTH = 255  # NAME_MAX: the ID names the state directory (and, by default, the cgroup)
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 _DIGEST_PRIME = (1 << 61) - 1
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def validate_id(container_id: str) -> None:
-    """runc's rule (letters, digits, ``_+-.``), and a length the state dir's name can take:
-    the same rule as ``valid_id`` in src/front/urunc.c."""
+    """runc's rule (letters, digits, ``_+-.``), and a length the state dir's name can take
+    (src/front/urunc.c gets both from its build: lifecycle.front_end_defines)."""
     if len(container_id) > MAX_ID_LENGTH:
         raise _errors.UsageError(f"invalid container id {container_id[:40]!r}... "
                                  f"({len(container_id)} characters, at most {MAX_ID_LENGTH})")
-    if not container_id or container_id in (".", "..") or not set(container_id) <= _ID_CHARS:
+    if not container_id or container_id in (".", "..") or not set(container_id) <= ID_CHARS:
         raise _errors.UsageError(f"invalid container id {container_id!r}")
 
 
@@ -159,10 +161,14 @@ class Container:
         # A fixed temporary name: `delete --force` salvages the PID from it after a crash.
         write_atomic(final, data, tmp=final + ".tmp")
         answer = self.answer(data)
-        path = self.path(ANSWER_FILE)
+        self._write_answer(ANSWER_FILE, answer)
+        self._write_answer(DELETE_ANSWER_FILE, self.delete_answer(data) if answer is not None else None)
+
+    def _write_answer(self, name: str, answer: bytes | None) -> None:
         # No rename needed: the front end takes only an answer of exactly the length it declares,
         # so one half-written (or being written) is Python's; and a new file costs less than a
         # replaced one (ext4 flushes a file truncated, or renamed over, when it is closed).
+        path = self.path(name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             if answer is None:
@@ -211,6 +217,50 @@ class Container:
             header += [str(len(middle_bytes)), "s" if startable else "-"]
         body = [head_bytes, *(middle_bytes for middle_bytes, _ in entries), tail_bytes]
         return (" ".join(header) + "\n").encode() + b"".join(body)
+
+    def delete_answer(self, data: bytes) -> bytes | None:
+        """The plan of the front end's ``delete`` for this record, saved as DATA, and the
+        resources.json there now (None: every delete is Python's)::
+
+            urunc-delete-1 ID DIGEST SIZE RES_DIGEST RES_SIZE FLAGS COUNT\n
+            then COUNT lines "l PATH" or "a PATH"
+
+        FLAGS has one character per facts index (see the top of this module): ``d`` where
+        ``delete`` may run natively, which is where the container is stopped, its init not
+        alive and not paused; ``-`` elsewhere. The lines are the cgroup directories
+        lifecycle._destroy removes, in its order: ``l`` a leaf, which must go, ``a`` an
+        ancestor, which stays while another container uses it. A record with poststop hooks,
+        or resources of any other kind (a tap, a file), has no plan: Python deletes."""
+        record = self.record
+        if (record.get("hooks") or {}).get("poststop"):
+            return None
+        try:
+            resources = read_regular(self.path("resources.json"), 1 << 20, nofollow=True)
+            entries = _jsonlite.loads(resources)
+        except FileNotFoundError:
+            resources, entries = b"", []
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entries, list):
+            return None
+        lines: list[str] = []
+        for entry in reversed(entries):  # newest first, each deepest first: lifecycle._destroy's order
+            if not isinstance(entry, dict) or entry.get("kind") != "cgroup":
+                return None
+            from urunc.host import cgroups
+
+            try:
+                dirs, leaves = cgroups.checked(entry)
+            except _errors.UruncError:
+                return None
+            lines += [f"{'l' if d in leaves else 'a'} {d}" for d in sorted(dirs, key=lambda d: -d.count("/"))]
+        if any("\n" in line or "/." in line or "//" in line for line in lines):
+            return None  # (the front end takes plain paths only)
+        flags = "".join("d" if not facts & 5 and derive_status(record, _no, _yes if facts & 2 else _no, _no) == STOPPED
+                        else "-" for facts in range(8))
+        header = [DELETE_FORMAT, self.id, str(record_digest(data)), str(len(data)),
+                  str(record_digest(resources)), str(len(resources)), flags, str(len(lines))]
+        return (" ".join(header) + "\n" + "".join(line + "\n" for line in lines)).encode()
 
     # -- derived facts ------------------------------------------------------------------------
     @property
