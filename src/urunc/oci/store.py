@@ -20,6 +20,9 @@ Facts index ``i`` = alive (1) | exec.fifo exists (2) | paused mark exists (4); a
 ``i`` is HEAD + middle ``i`` + TAIL; FLAG ``s``: ``start`` may run natively, ``-``: it
 is Python's. PID and START (its start time) name the process whose liveness is checked
 (0 0: none, never alive).
+
+With it goes ``delete-answer``, the plan of a stopped container's ``delete`` for the same
+front end (``Container.delete_answer``), also tied to ``resources.json`` as it is then.
 """
 
 from __future__ import annotations
