@@ -164,10 +164,12 @@ def test_create_killed_after_a_phase_is_recovered_by_delete_force(
     # the directory exists from plan-built on, and may exist already if plan-built was lost.
     created_dir = (state_root / cid).exists()
     assert created_dir or CREATE_MARKS.index(last) < CREATE_MARKS.index("plan-built")
+    # Whether or not the directory was made: `delete --force` succeeds, as runc's does, and
+    # with no directory there it has nothing to say.
     result = urunc(state_root, "delete", "--force", cid)
-    assert (result.returncode == 0) == created_dir, (last, result.stderr)
+    assert result.returncode == 0, (last, result.stderr)
     if not created_dir:
-        assert "does not exist" in result.stderr
+        assert result.stderr == ""
     assert_nothing_left(state_root, fds=before_fds)
 
 
