@@ -219,21 +219,29 @@ static int parse_request(char *data, size_t len, struct request *q)
 	return 0;
 }
 
+/* Every signal's default action, none blocked: what a child of init or of the agent starts
+ * from, whatever handlers and mask its parent had. */
+static void default_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (i = 1; i < NSIG; i++)
+		sigaction(i, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* The process itself (in the child): identity, directory, streams, exec. */
 static void __attribute__((noreturn)) start_process(struct request *q, int in, int out, int err, int report)
 {
 	int e;
 	const char *what;
 
-	sigset_t none;
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (e = 1; e < NSIG; e++)
-		sigaction(e, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	default_signals();
 	setsid();
 	dup2(in, 0);
 	dup2(out, 1);
@@ -622,22 +630,12 @@ int agent_ports(const char *count_file)
 	return wanted;
 }
 
-/* Start the agent, a child of init that lives as long as the VM. */
-/* Forked by init once the application runs: the agent starts with init's signal handlers
- * and mask undone. */
+/* Start the agent, a child of init that lives as long as the VM: forked once the
+ * application runs, with init's signal handlers and mask undone. */
 void agent_start(int wanted)
 {
-	struct sigaction sa;
-	sigset_t none;
-	int i;
-
 	if (wanted <= 0 || fork() != 0)
 		return;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (i = 1; i < NSIG; i++)
-		sigaction(i, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	default_signals();
 	agent(wanted);
 }

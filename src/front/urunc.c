@@ -189,6 +189,14 @@ static const char *token(const char **p, size_t *len)
     return *len ? start : NULL;
 }
 
+/* Whether the token at *P is WORD (P moved past it either way). */
+static int word_is(const char **p, const char *word)
+{
+    size_t len;
+    const char *t = token(p, &len);
+    return t && len == strlen(word) && !memcmp(t, word, len);
+}
+
 /* The decimal number at *P, at most MAX: 0, or -1 when it is anything else. */
 static int number(const char **p, unsigned long long max, unsigned long long *out)
 {
@@ -226,9 +234,7 @@ static int read_answer(int dfd, const char *id, struct answer *a)
     const char *p = text, *t;
     size_t len;
     unsigned long long sum, size, head, tail, total;
-    if (!(t = token(&p, &len)) || len != strlen(ANSWER_FORMAT) || memcmp(t, ANSWER_FORMAT, len) ||
-        !(t = token(&p, &len)) || len != strlen(id) || memcmp(t, id, len) ||
-        number(&p, (1ULL << 61) - 2, &sum) || number(&p, TEXT_MAX, &size) ||
+    if (!word_is(&p, ANSWER_FORMAT) || !word_is(&p, id) || number(&p, (1ULL << 61) - 2, &sum) || number(&p, TEXT_MAX, &size) ||
         number(&p, INT32_MAX, &a->pid) || number(&p, INT64_MAX, &a->start) ||
         number(&p, TEXT_MAX, &head) || number(&p, TEXT_MAX, &tail))
         return 0;
@@ -614,9 +620,7 @@ static void native_delete(int dfd, const char *id, const char *dir)
     const char *p = text, *t;
     size_t len;
     unsigned long long sum, size, res_sum, res_size, count;
-    if (!(t = token(&p, &len)) || len != strlen(DELETE_FORMAT) || memcmp(t, DELETE_FORMAT, len) ||
-        !(t = token(&p, &len)) || len != strlen(id) || memcmp(t, id, len) ||
-        number(&p, (1ULL << 61) - 2, &sum) || number(&p, TEXT_MAX, &size) ||
+    if (!word_is(&p, DELETE_FORMAT) || !word_is(&p, id) || number(&p, (1ULL << 61) - 2, &sum) || number(&p, TEXT_MAX, &size) ||
         number(&p, (1ULL << 61) - 2, &res_sum) || number(&p, TEXT_MAX, &res_size) ||
         !(t = token(&p, &len)) || len != FACTS || t[fact] != 'd' || number(&p, 4096, &count) || *p != '\n' ||
         sum != a.sum || size != a.size || res_size != (unsigned long long)res_len ||

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import front as _front
+from tests.helpers.procs import state_letter
 from urunc.host import proc
 from urunc.oci import store
 
@@ -123,10 +124,10 @@ def processes() -> Iterator[Processes]:
     gone = subprocess.Popen(["true"])
     gone.wait()
     deadline = time.monotonic() + 10
-    while _letter(zombie.pid) != "Z" and time.monotonic() < deadline:
+    while state_letter(zombie.pid) != "Z" and time.monotonic() < deadline:
         time.sleep(0.01)
     start = proc.start_time(sleeper.pid)
-    assert start is not None and _letter(zombie.pid) == "Z"
+    assert start is not None and state_letter(zombie.pid) == "Z"
     try:
         yield {"alive": (sleeper.pid, start), "reused": (sleeper.pid, start + 1),
                "zombie": (zombie.pid, proc.start_time(zombie.pid)), "gone": (gone.pid, 4242),
@@ -135,14 +136,6 @@ def processes() -> Iterator[Processes]:
         sleeper.kill()
         sleeper.wait()
         zombie.wait()
-
-
-def _letter(pid: int) -> str:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return "gone"
-    return data[data.rfind(b")") + 2:].split()[0].decode()
 
 
 # -- state: every status, every fact ------------------------------------------------------------------

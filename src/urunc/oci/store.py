@@ -237,8 +237,10 @@ class Container:
         record = self.record
         if (record.get("hooks") or {}).get("poststop"):
             return None
+        from urunc.host import resources as _resources
+
         try:
-            resources = read_regular(self.path("resources.json"), 1 << 20, nofollow=True)
+            resources = read_regular(self.path(_resources.RESOURCES_FILE), _resources.MAX_BYTES, nofollow=True)
             entries = _jsonlite.loads(resources)
         except FileNotFoundError:
             resources, entries = b"", []
